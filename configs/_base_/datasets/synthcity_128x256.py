@@ -1,0 +1,46 @@
+# SynthCity: the embedded procedural street scenes (mmseg_ext/datasets/synthcity.py) in the Cityscapes
+# on-disk layout, read by mmseg's stock CityscapesDataset. Generate it with
+#   python tools/dataset_converters/synthcity.py data/synthcity
+# The location can be overridden with the environment variable SYNTHCITY_ROOT.
+_base_ = ['mmseg::_base_/datasets/cityscapes.py']
+
+data_root = '{{$SYNTHCITY_ROOT:data/synthcity}}'
+crop_size = (128, 256)  # the generator's full image size (H, W): whole-scene crops keep the sky cue
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    # scale is (W, H) = the generated size; the ratio range is narrower than Cityscapes' (0.5, 2.0)
+    # so that most crops still show the sky, the only cue telling trucks from buses.
+    dict(type='RandomResize', scale=(256, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(256, 128), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+img_ratios = [0.75, 1.0, 1.25]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[[
+            dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios
+        ], [
+            dict(type='RandomFlip', prob=0., direction='horizontal'),
+            dict(type='RandomFlip', prob=1., direction='horizontal')
+        ], [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]])
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader

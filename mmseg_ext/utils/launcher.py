@@ -1,0 +1,83 @@
+"""Multi-process training and testing on machines without CUDA, for ``tools/{train,test}.py``.
+
+mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally, its default DDP
+wrapper passes ``device_ids=[local_rank]``, and SyncBN needs CUDA, so ``dist_train.sh CFG 2`` fails
+on a CPU-only machine. :func:`configure_launcher` fixes that *only when CUDA is unavailable*:
+
+* it creates a ``gloo`` process group from the launcher's environment (torchrun's ``RANK``/
+  ``WORLD_SIZE``/``MASTER_*``, or slurm's ``SLURM_*``) before the Runner is built, so mmengine
+  skips ``init_dist``;
+* it sets ``model_wrapper_cfg.device_ids=None`` (DDP over CPU tensors) and
+  ``env_cfg.dist_cfg.backend='gloo'``;
+* it turns every ``SyncBN`` in the config into ``BN``.
+
+With CUDA available it changes nothing: the stock mmseg path (nccl, SyncBN, device_ids) is kept.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, ConfigDict
+
+
+def revert_sync_bn_cfg(node):
+    """Return ``node`` with every ``type='SyncBN'`` replaced by ``'BN'`` (recursively, in place)."""
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+        for value in node.values():
+            revert_sync_bn_cfg(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            revert_sync_bn_cfg(value)
+    return node
+
+
+def _slurm_env(port: str | None) -> None:
+    """Translate slurm's variables into torch.distributed's, as mmengine's ``_init_dist_slurm``."""
+    proc_id = int(os.environ['SLURM_PROCID'])
+    ntasks = int(os.environ['SLURM_NTASKS'])
+    node_list = os.environ['SLURM_NODELIST']
+    num_local = int(os.environ.get('SLURM_NTASKS_PER_NODE', '1').split('(')[0])
+    addr = subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1')
+    os.environ.setdefault('MASTER_PORT', port or '29500')
+    os.environ.setdefault('MASTER_ADDR', addr)
+    os.environ['WORLD_SIZE'] = str(ntasks)
+    os.environ['LOCAL_RANK'] = str(proc_id % num_local)
+    os.environ['RANK'] = str(proc_id)
+
+
+def configure_launcher(cfg: Config, launcher: str) -> Config:
+    """Prepare ``cfg`` (and the process group) for ``launcher`` on a machine without CUDA.
+
+    Returns ``cfg`` (modified in place). A no-op for ``launcher='none'`` or when CUDA is available.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return cfg
+    if launcher == 'mpi':
+        raise ValueError("launcher 'mpi' is not supported without CUDA here; use --launcher pytorch "
+                         '(tools/dist_train.sh) or slurm (tools/slurm_train.sh)')
+    if launcher == 'slurm':
+        _slurm_env(os.environ.get('PORT'))
+    elif launcher != 'pytorch':
+        raise ValueError(f"unknown launcher '{launcher}': use none, pytorch or slurm")
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+    if missing:
+        raise RuntimeError(f'--launcher {launcher} needs the environment variables {missing}; start '
+                           'the script through tools/dist_train.sh (torchrun) or srun')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo', init_method='env://')
+    env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+    env_cfg.setdefault('dist_cfg', ConfigDict())['backend'] = 'gloo'
+    # the same arguments as mmengine's default wrapper, less the CUDA device ids
+    wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    revert_sync_bn_cfg(cfg._cfg_dict)
+    return cfg

@@ -1,0 +1,63 @@
+"""Every config under configs/ parses, follows the project's conventions, and builds its model."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+from mmengine.config import Config
+
+from mmseg_ext.utils import revert_sync_bn_cfg
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(
+    p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in p.split(osp.sep))
+NAME = re.compile(r'^[a-z0-9\-+]+_[a-zA-Z0-9\-.+]+_\d+xb\d+-\d+k_[a-zA-Z0-9\-]+-\d+x\d+(-[a-z0-9\-]+)?\.py$')
+
+
+def test_there_are_configs():
+    assert len(CONFIGS) > 0
+
+
+def _depth(path, seen=()):
+    """Inheritance depth of a config file (mmseg:: bases count as one level each, plus theirs)."""
+    text = open(path).read()
+    m = re.search(r'_base_\s*=\s*(\[[^\]]*\]|[\'"][^\'"]+[\'"])', text, re.S)
+    if not m:
+        return 0
+    bases = re.findall(r'[\'"]([^\'"]+)[\'"]', m.group(1))
+    depth = 0
+    for b in bases:
+        if b.startswith('mmseg::'):
+            import mmseg
+            b_path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', b[len('mmseg::'):])
+        else:
+            b_path = osp.normpath(osp.join(osp.dirname(path), b))
+        depth = max(depth, 1 + _depth(b_path))
+    return depth
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, REPO))
+def test_config_builds(path):
+    from mmseg.registry import MODELS
+    import mmseg_ext  # noqa: F401
+    cfg = Config.fromfile(path)
+    assert cfg.get('custom_imports', {}).get('imports') == ['mmseg_ext'], \
+        'every config needs custom_imports=dict(imports=[\'mmseg_ext\'], ...)'
+    assert _depth(path) <= 3, 'at most 3 inheritance levels'
+    assert NAME.match(osp.basename(path)), \
+        f'{osp.basename(path)}: use {{algo}}_{{backbone}}_{{gpus}}xb{{batch}}-{{iters}}_{{dataset}}-{{crop}}.py'
+    # the name's schedule is the config's schedule
+    iters = int(re.search(r'xb\d+-(\d+)k_', osp.basename(path)).group(1)) * 1000
+    assert cfg.train_cfg.max_iters == iters, f'name says {iters} iterations, config {cfg.train_cfg.max_iters}'
+    batch = int(re.search(r'_\d+xb(\d+)-', osp.basename(path)).group(1))
+    assert cfg.train_dataloader.batch_size == batch
+    crop = tuple(int(v) for v in re.search(r'-(\d+)x(\d+)(?:-[a-z0-9\-]+)?\.py$', osp.basename(path)).groups())
+    if 'crop_size' in cfg:
+        assert tuple(cfg.crop_size) == crop, f'name says crop {crop}, config {cfg.crop_size}'
+    model_cfg = revert_sync_bn_cfg(cfg.model.copy())
+    model_cfg.pop('pretrained', None)
+    if 'init_cfg' in model_cfg.get('backbone', {}):
+        model_cfg['backbone'].pop('init_cfg')
+    model = MODELS.build(model_cfg)
+    assert sum(p.numel() for p in model.parameters()) > 0

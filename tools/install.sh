@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Set up everything mmseg_ext needs on a fresh machine (Python 3.10-3.12, pip, gcc).
+#
+#   bash tools/install.sh            # venv in ./.venv, CPU ops
+#   FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="8.0;9.0" bash tools/install.sh   # GPU users
+#
+# What it does, and why (see README "Troubleshooting"):
+#  1. a virtualenv (MMSEG_EXT_VENV, default ./.venv) with setuptools==80.9.0: setuptools >= 81 has no
+#     pkg_resources, which mmcv's setup.py and mim import;
+#  2. torch==2.14.1 + torchvision==0.29.1;
+#  3. mmcv==2.1.0 *with compiled ops*, built from its sdist because no wheel exists for this torch.
+#     The sdist hard-codes -std=c++17 and torch 2.14's headers require C++20, so the flag is raised.
+#     The wheel is cached under MMSEG_EXT_CACHE (default ~/.cache/mmseg_ext) in a folder whose name
+#     carries the torch version and CPU/CUDA flavour; pip's own wheel cache is bypassed because it
+#     reuses an mmcv wheel built against another torch. First build: ~20 min on 2 cores.
+#  4. mmengine, mmsegmentation, mmpretrain (+ ftfy, regex, which mmseg imports undeclared);
+#  5. openmim without opendatalab/openxlab (they pin setuptools~=60.2, breaking step 1);
+#  6. this package, editable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+VENV=${MMSEG_EXT_VENV:-$ROOT/.venv}
+CACHE=${MMSEG_EXT_CACHE:-$HOME/.cache/mmseg_ext}
+TORCH_V=2.14.1
+TV_V=0.29.1
+MMCV_V=2.1.0
+FORCE_CUDA=${FORCE_CUDA:-0}
+JOBS=${MAX_JOBS:-$(nproc)}
+
+log() { printf '[install %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtualenv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+PIP=("$VPY" -m pip --disable-pip-version-check)
+
+log "base tools"
+"${PIP[@]}" install -q 'pip>=23' 'setuptools==80.9.0' wheel ninja
+log "torch==$TORCH_V torchvision==$TV_V"
+"${PIP[@]}" install -q "torch==$TORCH_V" "torchvision==$TV_V" 'setuptools==80.9.0'
+
+# ---- mmcv with ops -------------------------------------------------------------------------
+flavour=cpu; [ "$FORCE_CUDA" = 1 ] && flavour=cuda
+mmcv_ok() {
+  "$VPY" - <<'PY' 2>/dev/null
+import mmcv, torch
+from mmcv.ops import nms  # imports mmcv._ext
+b = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
+keep = nms(b, torch.tensor([0.9, 0.8]), 0.5)[1]
+assert mmcv.__version__ == '2.1.0' and keep.tolist() == [0]
+PY
+}
+if mmcv_ok; then
+  log "mmcv $MMCV_V with ops already works in $VENV"
+else
+  WHEELDIR="$CACHE/wheels/mmcv-$MMCV_V-torch$TORCH_V-$flavour-$("$VPY" -c 'import sys;print("cp%d%d"%sys.version_info[:2])')"
+  if ! ls "$WHEELDIR"/mmcv-*.whl >/dev/null 2>&1; then
+    log "building mmcv $MMCV_V from source ($flavour, $JOBS jobs): ~20 min on 2 cores"
+    work=$(mktemp -d)
+    "${PIP[@]}" download -q --no-deps --no-binary=:all: --no-build-isolation "mmcv==$MMCV_V" -d "$work"
+    tar -xzf "$work"/mmcv-$MMCV_V.tar.gz -C "$work"
+    sed -i 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_V/setup.py"
+    grep -q -- '-std=c++20' "$work/mmcv-$MMCV_V/setup.py"
+    mkdir -p "$WHEELDIR"
+    ( cd "$work/mmcv-$MMCV_V" && MMCV_WITH_OPS=1 FORCE_CUDA=$FORCE_CUDA MAX_JOBS=$JOBS \
+        "${PIP[@]}" wheel --no-deps --no-build-isolation --no-cache-dir -w "$WHEELDIR" . )
+    rm -rf "$work"
+  else
+    log "using cached mmcv wheel in $WHEELDIR"
+  fi
+  "${PIP[@]}" install -q --no-deps --force-reinstall --no-cache-dir "$WHEELDIR"/mmcv-*.whl
+  # mmcv's runtime requirements (without re-resolving torch)
+  "${PIP[@]}" install -q addict packaging Pillow pyyaml yapf 'opencv-python<4.11' 'numpy<2'
+  mmcv_ok || { echo "mmcv $MMCV_V ops do not import; remove $WHEELDIR and re-run" >&2; exit 1; }
+fi
+
+log "OpenMMLab packages"
+"${PIP[@]}" install -q -r requirements.txt
+log "openmim (without opendatalab/openxlab)"
+"${PIP[@]}" install -q --no-deps openmim==0.3.9
+"${PIP[@]}" install -q click colorama model-index pandas requests rich tabulate
+log "mmseg_ext (editable)"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+"$VPY" -c "import mmseg_ext, mmcv, mmseg, mmengine, torch; print('torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmseg', mmseg.__version__, 'mmengine', mmengine.__version__)"
+log "done: activate with  source $VENV/bin/activate"
