@@ -26,8 +26,12 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 
+# HistoryBuffer registers these four on its first instantiation; others via register_statistics
+_DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
 def _statistics_names() -> frozenset:
-    return frozenset(HistoryBuffer._statistics_methods)
+    return frozenset(_DEFAULT_STATISTICS) | frozenset(HistoryBuffer._statistics_methods)
 
 
 def restricted_getattr(obj, name, *default):

@@ -8,10 +8,10 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 @pytest.fixture(scope='session')
 def synthcity_root(tmp_path_factory):
-    """A tiny SynthCity (8 train + 4 val images of 64x128) shared by the tests that train."""
+    """A tiny SynthCity (8 train + 4 val images at the configs' 128x256) shared by the tests that train."""
     from mmseg_ext.datasets.synthcity import SynthCityConfig, generate
     root = str(tmp_path_factory.mktemp('synthcity'))
-    generate(SynthCityConfig(root=root, seed=0, num_train=8, num_val=4, height=64, width=128))
+    generate(SynthCityConfig(root=root, seed=0, num_train=8, num_val=4))
     return root
 
 

@@ -25,7 +25,7 @@ def _runner_like_checkpoint():
     return {
         'meta': dict(epoch=0, iter=3, seed=np.int64(7), mean=np.array([1.0, 2.0]),
                      dtype=np.dtype('float32'), blob=b'\x00\xffbytes', classes=('a', 'b'),
-                     hist=HistoryBuffer([1.0, 2.0])),
+                     hist=HistoryBuffer([1.0, 2.0], [1, 1])),
         'state_dict': model.state_dict(),
         'optimizer': optim.state_dict(),
         'message_hub': hub.state_dict(),

@@ -56,7 +56,7 @@ def test_loads_through_stock_cityscapes_dataset(synthcity_root):
             pipeline=pipeline)
         assert len(ds) == n
         sample = ds[0]
-        assert tuple(sample['inputs'].shape) == (3, 64, 128)
+        assert tuple(sample['inputs'].shape) == (3, 128, 256)
         seg = sample['data_samples'].gt_sem_seg.data
-        assert tuple(seg.shape) == (1, 64, 128)
+        assert tuple(seg.shape) == (1, 128, 256)
         assert int(seg.max()) < 19

@@ -19,7 +19,7 @@ def short_run(iters, workers=0, batch=2):
         f'train_dataloader.batch_size={batch}', f'train_dataloader.num_workers={workers}',
         'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
         'val_dataloader.persistent_workers=False', 'test_dataloader.num_workers=0',
-        'test_dataloader.persistent_workers=False', 'model.data_preprocessor.size=[64,128]',
+        'test_dataloader.persistent_workers=False',
     ]
 
 

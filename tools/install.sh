@@ -73,15 +73,15 @@ else
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall --no-cache-dir "$WHEELDIR"/mmcv-*.whl
   # mmcv's runtime requirements (without re-resolving torch)
-  "${PIP[@]}" install -q addict packaging Pillow pyyaml yapf 'opencv-python<4.11' 'numpy<2'
-  mmcv_ok || { echo "mmcv $MMCV_V ops do not import; remove $WHEELDIR and re-run" >&2; exit 1; }
+  "${PIP[@]}" install -q addict packaging Pillow pyyaml yapf 'opencv-python<4.11' 'numpy<2' 'mmengine==0.10.7'
+  mmcv_ok || { "$VPY" -c 'from mmcv.ops import nms' || true
+               echo "mmcv $MMCV_V ops do not work; remove $WHEELDIR and re-run" >&2; exit 1; }
 fi
 
 log "OpenMMLab packages"
 "${PIP[@]}" install -q -r requirements.txt
-log "openmim (without opendatalab/openxlab)"
+log "openmim (without opendatalab/openxlab; its other dependencies are in requirements.txt)"
 "${PIP[@]}" install -q --no-deps openmim==0.3.9
-"${PIP[@]}" install -q click colorama model-index pandas requests rich tabulate
 log "mmseg_ext (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 "$VPY" -c "import mmseg_ext, mmcv, mmseg, mmengine, torch; print('torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmseg', mmseg.__version__, 'mmengine', mmengine.__version__)"

@@ -81,3 +81,31 @@ def configure_launcher(cfg: Config, launcher: str) -> Config:
     cfg.model_wrapper_cfg = wrapper
     revert_sync_bn_cfg(cfg._cfg_dict)
     return cfg
+
+
+def run_mmseg_tool(name: str) -> None:
+    """Run the installed mmseg's ``tools/<name>`` as ``__main__``, with :func:`configure_launcher`.
+
+    The project's ``tools/train.py`` and ``tools/test.py`` are this call: same arguments and
+    behaviour as mmseg's own scripts (they *are* mmseg's scripts), plus the CPU multi-process
+    set-up applied to the config just before the Runner is built.
+    """
+    import runpy
+
+    import mmseg
+    from mmengine.runner import Runner
+
+    script = os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'tools', name)
+    if not os.path.isfile(script):
+        raise FileNotFoundError(f'{script} is missing: reinstall mmsegmentation==1.2.2 from PyPI')
+    stock_from_cfg = Runner.from_cfg.__func__
+
+    def from_cfg(cls, cfg):
+        configure_launcher(cfg, cfg.get('launcher', 'none'))
+        return stock_from_cfg(cls, cfg)
+
+    Runner.from_cfg = classmethod(from_cfg)
+    try:
+        runpy.run_path(script, run_name='__main__')
+    finally:
+        Runner.from_cfg = classmethod(stock_from_cfg)
