@@ -40,7 +40,9 @@ def _depth(path, seen=()):
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, REPO))
 def test_config_builds(path):
     from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
     import mmseg_ext  # noqa: F401
+    register_all_modules()  # default scope 'mmseg', as the tools set it
     cfg = Config.fromfile(path)
     assert cfg.get('custom_imports', {}).get('imports') == ['mmseg_ext'], \
         'every config needs custom_imports=dict(imports=[\'mmseg_ext\'], ...)'

@@ -9,7 +9,8 @@ Methods (all forward + backward w.r.t. every input, fp32, B=1):
 
 Every (method, size) runs in a fresh subprocess so that peak memory is not polluted by earlier
 runs. The child reports its own ``ru_maxrss`` (``RUSAGE_SELF``) before running (after
-``import torch`` and creating the inputs: the baseline) and at the end; the table shows the
+``import torch``, a warm-up of the same method on an 8x8 map and creating the inputs: the
+baseline) and at the end; the table shows the
 total peak RSS and the increment over the baseline ("extra", what the method itself needed).
 (``RUSAGE_CHILDREN`` in the parent would be the maximum over all children so far, so the
 child reports its own number instead.) Runs whose estimated memory exceeds ``--max-gb`` or time
@@ -48,21 +49,17 @@ def _load_op_module():
     return mod
 
 
-def _child(method, h, w, k, c, cv, reps, seed):
-    import resource
-
+def _make_case(method, h, w, k, c, cv, op):
+    """Leaf inputs, output gradient and a closure running the method's forward."""
     import torch
     import torch.nn.functional as F
 
-    torch.manual_seed(seed)
     kh = kw = k
     K = kh * kw
     q = torch.randn(1, c, h, w, requires_grad=True)
     key = torch.randn(1, c, h, w, requires_grad=True)
     v = torch.randn(1, cv, h, w, requires_grad=True)
     off = (torch.randn(1, 2 * K, h, w) * 2).requires_grad_()
-
-    op = _load_op_module()
     if method == 'ours':
 
         def run():
@@ -83,12 +80,26 @@ def _child(method, h, w, k, c, cv, reps, seed):
             return torch.bmm(v.flatten(2), a.transpose(1, 2)).view(1, cv, h, w)
     else:
         raise ValueError(method)
+    return (q, key, v, off), torch.randn(1, cv, h, w), run
 
-    grad = torch.randn(1, cv, h, w)
+
+def _child(method, h, w, k, c, cv, reps, seed):
+    import resource
+
+    import torch
+
+    torch.manual_seed(seed)
+    op = _load_op_module()
+    # warm-up on an 8x8 map: loads the kernels / libraries the method uses (sparse, MKL, ...),
+    # so that their one-off memory is part of the baseline, not of the method's peak.
+    leaves, grad, run = _make_case(method, 8, 8, k, c, cv, op)
+    run().backward(grad)
+    del leaves, grad, run
+    leaves, grad, run = _make_case(method, h, w, k, c, cv, op)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     times = []
     for _ in range(reps):
-        for t in (q, key, v, off):
+        for t in leaves:
             t.grad = None
         t0 = time.perf_counter()
         out = run()
@@ -128,7 +139,8 @@ def main():
 
     import torch
     print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, K={args.k ** 2}, '
-          f'C={args.c}, Cv={args.cv}, B=1, fp32, forward+backward')
+          f'C={args.c}, Cv={args.cv}, B=1, fp32, forward+backward; '
+          f'load average before: {os.getloadavg()[0]:.2f}')
     rows, results = [], {}
     for size in args.sizes:
         h, w = map(int, size.split('x'))
@@ -149,10 +161,12 @@ def main():
                          f'{(r["peak"] - r["base"]) / 2**20:.0f}'))
             print(f'  done {m} {size}: {rows[-1][2]} s', file=sys.stderr, flush=True)
 
-    print('\n| method | size (HxW) | fwd+bwd time (s) | peak RSS (MiB) | extra over baseline (MiB) |')
+    print('\n| method | size (HxW) | fwd+bwd time (s) | peak RSS (MiB) '
+          '| extra over baseline (MiB) |')
     print('|---|---|---|---|---|')
     for r in rows:
         print('| ' + ' | '.join(r) + ' |')
+    print(f'load average after: {os.getloadavg()[0]:.2f}')
     key = '64x128'
     if all((m, key) in results for m in ('naive', 'dense', 'ours')):
         o, d, n = (results[(m, key)] for m in ('ours', 'dense', 'naive'))

@@ -1,7 +1,8 @@
 """Params and FLOPs of SANet vs DeepLabV3+ (ResNet-101, VOC, 512x512).
 
 Reproduces the setting of SANet's Table 6 (paper: SANet 204.7G MACs / 55.5M
-params, DeepLabV3+ 235.6G / 59.5M) with one counter for both models:
+params, DeepLabV3+ 235.6G / 59.5M) with one counter for all models (also
+SANet under the other reading of §3.3, see configs/sanet/README.md):
 ``mmengine.analysis.get_model_complexity_info`` (fvcore-style: one
 multiply-add counts as one FLOP, i.e. its "flops" are MACs). As mmseg's
 ``tools/analysis_tools/get_flops.py``, SyncBN is reverted to BN, the
@@ -25,22 +26,27 @@ from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SANET = osp.join(ROOT,
+                 'configs/sanet/sanet_r101-d8_4xb4-40k_voc12aug-512x512.py')
+# (name, config, decode_head overrides, paper MACs, paper params)
 MODELS_TO_COUNT = [
-    ('SANet R101-d8 (ours)',
-     osp.join(ROOT, 'configs/sanet/sanet_r101-d8_4xb4-40k_voc12aug-512x512.py'),
-     '204.7G', '55.5M'),
+    ('SANet R101-d8 (ours, reading A = configs)', SANET, {}, '204.7G',
+     '55.5M'),
+    ('SANet R101-d8, reading B (attn width 4, FCNHead 3x3-512)', SANET,
+     dict(attn_channels=4, den_num_convs=1, channels=512), '-', '-'),
     ('DeepLabV3+ R101-d8 (mmseg)',
      'mmseg::deeplabv3plus/deeplabv3plus_r101-d8_4xb4-40k_voc12aug-512x512.py',
-     '235.6G', '59.5M'),
+     {}, '235.6G', '59.5M'),
 ]
 
 
-def count(cfg_path, shape):
+def count(cfg_path, head_overrides, shape):
     if cfg_path.startswith('mmseg::'):  # a config of the installed mmseg
         cfg_path = osp.join(
             osp.dirname(mmseg.__file__), '.mim', 'configs',
             cfg_path[len('mmseg::'):])
     cfg = Config.fromfile(cfg_path)
+    cfg.model.decode_head.update(head_overrides)
     cfg.model.pop('pretrained', None)  # no download
     cfg.model.backbone.pop('init_cfg', None)
     model = MODELS.build(cfg.model)
@@ -61,9 +67,9 @@ def main():
     register_all_modules()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
-    for name, path, paper_macs, paper_params in MODELS_TO_COUNT:
+    for name, path, overrides, paper_macs, paper_params in MODELS_TO_COUNT:
         t0 = time.time()
-        flops, params = count(path, args.shape)
+        flops, params = count(path, overrides, args.shape)
         rows.append((name, flops / 1e9, params / 1e6, paper_macs, paper_params,
                      time.time() - t0))
     h, w = args.shape

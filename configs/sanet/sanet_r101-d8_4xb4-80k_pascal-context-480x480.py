@@ -1,0 +1,17 @@
+# SANet R101-d8 on Pascal Context (60 classes incl. background): schedule twin of mmseg
+# `pspnet_r101-d8_4xb4-80k_pascal-context-480x480.py` (same crop, batch, iterations, optimizer and
+# poly schedule; checked with mmengine.Config.fromfile).
+_base_ = [
+    './_base_/sanet_r101-d8.py',
+    'mmseg::_base_/datasets/pascal_context.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py'
+]
+crop_size = (480, 480)  # as the twin
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    decode_head=dict(num_classes=60),
+    test_cfg=dict(mode='slide', crop_size=(480, 480), stride=(320, 320)))
+optimizer = dict(type='SGD', lr=0.004, momentum=0.9, weight_decay=0.0001)
+optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)

@@ -1,0 +1,234 @@
+# Copyright (c) mmseg_ext contributors. All rights reserved.
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import ConvModule
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.decode_heads.psp_head import PPM
+from mmseg.models.utils import resize
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion
+
+DFP_MODES = ('dense', 'literal')
+
+
+@MODELS.register_module()
+class GFFHead(BaseDecodeHead):
+    """Gated Fully Fusion head: PSPNet + GFF + DFP.
+
+    This head is the implementation of `GFF: Gated Fully Fusion for Semantic
+    Segmentation <https://arxiv.org/abs/1904.01803>`_ (AAAI 2020).
+
+    Pipeline (levels ``l = 1..L`` ordered shallow to deep, ``in_index``):
+
+    1. PSPNet on the deepest level: ``y_0 = bottleneck([X_L, PPM(X_L)])``,
+       exactly mmseg's :class:`PSPHead` (``channels`` wide).
+    2. Each ``X_l`` reduced to ``fusion_channels`` by 1x1 conv-BN-ReLU.
+    3. Fusion (Eq. 5 for ``'gff'``), gates computed from the *raw* ``X_l``
+       (``w_l in R^{1x1xC_l}``, paper); each fused level at its own size.
+    4. ``num_fuse_convs`` 3x3 conv-BN-ReLU per level ("two", paper).
+    5. Dense Feature Pyramid (Eq. 6), top-down from ``y_0``; ``H_k`` is one
+       ``dfp_kernel_size`` conv-BN-ReLU. ``'dense'`` (default) reads Eq. 6 as
+       DenseNet's rule, as the text ("receives the feature-maps of all
+       preceding pyramids") and the authors' code do: the k-th pyramid,
+       at level ``l = L + 1 - k``, is ``y_k = H_k([y_0, y_1..y_{k-1}, X~_l])``.
+       ``'literal'`` takes the printed equation with top-down indices,
+       ``y_k = H_k([y_0, X~_L, .., X~_l])`` (the current level is included,
+       otherwise the finest ``X~_1`` would never be used). Both give the same
+       parameter count. The paper does not give H's kernel: 1x1 is the size
+       that matches Table 3 (+0.8M); 3x3 would add ~10M.
+    6. ``[y_0, y_1..y_L]`` (without DFP: ``[y_0, X~_L..X~_1]``) resized to
+       the finest level and concatenated for ``conv_seg``.
+
+    Args:
+        pool_scales (tuple[int]): PPM pooling scales. Default: (1, 2, 3, 6).
+        fusion (str): One of ``'gff'`` (Eq. 5) and the Table 1 baselines
+            ``'concat'`` (Eq. 2), ``'add'`` (Eq. 3), ``'fpn'`` (Eq. 4) and
+            ``'gated_fpn'``. ``concat``/``add`` give one fused map at the
+            finest size; the FPN pathways start from the reduced PPM output
+            ("FPN based on PSPNet fuses 5 feature maps"). Default: 'gff'.
+        fusion_channels (int): Width of the fused levels. Default: 256.
+        gate_channels (int): 1 (paper: one gate map per level) or
+            ``fusion_channels`` (authors' WRN-38 code). Default: 1.
+        update_order (str): ``'simultaneous'`` (paper) or ``'sequential'``
+            (authors' code: level l reads the updated X~ of levels < l).
+        num_fuse_convs (int): 3x3 convs per fused level. Default: 2.
+        use_dfp (bool): Dense Feature Pyramid (Table 2). Default: True.
+        dfp_kernel_size (int): Kernel of each H_k (odd). Default: 1.
+        dfp_mode (str): ``'dense'`` or ``'literal'``, see 5. above.
+        align_level (int, optional): If set, every level is first resized
+            to the size of input level ``align_level`` (e.g. 1 for the 1/8
+            stage of a ResNet-d8, the PSPNet output size). Not in the paper
+            (Eq. 5 keeps each level's size); reduces FLOPs. Default: None.
+    """
+
+    def __init__(self,
+                 pool_scales: Sequence[int] = (1, 2, 3, 6),
+                 fusion: str = 'gff',
+                 fusion_channels: int = 256,
+                 gate_channels: int = 1,
+                 update_order: str = 'simultaneous',
+                 num_fuse_convs: int = 2,
+                 use_dfp: bool = True,
+                 dfp_kernel_size: int = 1,
+                 dfp_mode: str = 'dense',
+                 align_level: Optional[int] = None,
+                 **kwargs):
+        in_channels = kwargs.get('in_channels')
+        in_index = kwargs.get('in_index')
+        if not isinstance(in_channels, (list, tuple)) or len(in_channels) < 2:
+            raise TypeError('GFFHead fuses several levels: in_channels must '
+                            'be a list of >= 2 ints, e.g. [256, 512, 1024, '
+                            f'2048], got {in_channels!r}')
+        if not isinstance(in_index, (list, tuple)) or \
+                len(in_index) != len(in_channels):
+            raise ValueError(f'in_index must be a list as long as in_channels '
+                             f'({len(in_channels)}), e.g. '
+                             f'{list(range(len(in_channels)))}, got '
+                             f'{in_index!r}')
+        if kwargs.setdefault('input_transform',
+                             'multiple_select') != 'multiple_select':
+            raise ValueError("GFFHead needs input_transform='multiple_select'"
+                             f", got {kwargs['input_transform']!r}")
+        if fusion not in FUSION_TYPES:
+            raise ValueError(f'fusion must be one of {FUSION_TYPES}, got '
+                             f'{fusion!r}')
+        if update_order not in UPDATE_ORDERS:
+            raise ValueError(f'update_order must be one of {UPDATE_ORDERS}, '
+                             f'got {update_order!r}')
+        if dfp_mode not in DFP_MODES:
+            raise ValueError(f'dfp_mode must be one of {DFP_MODES}, got '
+                             f'{dfp_mode!r}')
+        if fusion_channels < 1 or num_fuse_convs < 0:
+            raise ValueError('fusion_channels must be >= 1 and '
+                             'num_fuse_convs >= 0, got '
+                             f'{fusion_channels}, {num_fuse_convs}')
+        if gate_channels not in (1, fusion_channels):
+            raise ValueError(f'gate_channels must be 1 (paper) or '
+                             f'fusion_channels={fusion_channels}, got '
+                             f'{gate_channels}')
+        if dfp_kernel_size < 1 or dfp_kernel_size % 2 == 0:
+            raise ValueError(f'dfp_kernel_size must be odd and positive, e.g.'
+                             f' 1, got {dfp_kernel_size}')
+        n_in = len(in_channels)
+        if align_level is not None and not -n_in <= align_level < n_in:
+            raise ValueError(f'align_level must be None or an index into '
+                             f'in_channels (< {n_in}), got {align_level}')
+        super().__init__(**kwargs)
+        self.fusion_type = fusion
+        self.use_dfp = use_dfp
+        self.dfp_mode = dfp_mode
+        self.align_level = align_level
+        self.last_gates: List[Tensor] = []
+        cfg = dict(
+            conv_cfg=self.conv_cfg,
+            norm_cfg=self.norm_cfg,
+            act_cfg=self.act_cfg)
+        fc = fusion_channels
+        top_channels = self.in_channels[-1]
+        self.psp_modules = PPM(
+            pool_scales,
+            top_channels,
+            self.channels,
+            align_corners=self.align_corners,
+            **cfg)
+        self.bottleneck = ConvModule(
+            top_channels + len(pool_scales) * self.channels,
+            self.channels,
+            3,
+            padding=1,
+            **cfg)
+        self.lateral_convs = nn.ModuleList(
+            ConvModule(c, fc, 1, **cfg) for c in self.in_channels)
+        gate_in = list(self.in_channels)
+        if fusion in ('fpn', 'gated_fpn'):  # PPM output tops the pathway
+            self.ppm_lateral = ConvModule(self.channels, fc, 1, **cfg)
+            gate_in.append(self.channels)
+        self.fusion = build_fusion(fusion, gate_in, gate_channels,
+                                   update_order, self.align_corners)
+        self.num_out = 1 if fusion in ('concat', 'add') else n_in
+        lvl_in = n_in * fc if fusion == 'concat' else fc
+        lvl_ch = fc if num_fuse_convs > 0 else lvl_in
+        self.fuse_convs = nn.ModuleList(
+            nn.Sequential(*[
+                ConvModule(lvl_in if j == 0 else fc, fc, 3, padding=1, **cfg)
+                for j in range(num_fuse_convs)
+            ]) for _ in range(self.num_out))
+        if use_dfp:
+            self.dfp_convs = nn.ModuleList()
+            for k in range(self.num_out):
+                dfp_in = self.channels + (
+                    k * fc + lvl_ch if dfp_mode == 'dense' else
+                    (k + 1) * lvl_ch)
+                self.dfp_convs.append(
+                    ConvModule(
+                        dfp_in,
+                        fc,
+                        dfp_kernel_size,
+                        padding=dfp_kernel_size // 2,
+                        **cfg))
+        out_ch = fc if use_dfp else lvl_ch
+        self.conv_seg = nn.Conv2d(self.channels + self.num_out * out_ch,
+                                  self.out_channels, 1)
+
+    def _resize(self, x: Tensor, size) -> Tensor:
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        return resize(x, size, mode='bilinear',
+                      align_corners=self.align_corners)
+
+    def _dfp(self, y0: Tensor, feats: List[Tensor]) -> List[Tensor]:
+        """Top-down Dense Feature Pyramid; returns ``[y_1 (top)..y_L]``."""
+        ys: List[Tensor] = []
+        for k, lvl in enumerate(range(len(feats) - 1, -1, -1)):
+            if self.dfp_mode == 'dense':
+                inp = [y0] + ys + [feats[lvl]]
+            else:
+                inp = [y0] + feats[lvl:][::-1]
+            size = feats[lvl].shape[-2:]
+            inp = torch.cat([self._resize(t, size) for t in inp], dim=1)
+            ys.append(self.dfp_convs[k](inp))
+        return ys
+
+    def _forward_feature(
+        self,
+        inputs: List[Tensor],
+        return_gates: bool = False
+    ) -> Union[Tensor, Tuple[Tensor, List[Tensor]]]:
+        xs = self._transform_inputs(inputs)
+        if self.align_level is not None:
+            size = xs[self.align_level].shape[-2:]
+            xs = [self._resize(x, size) for x in xs]
+        top = xs[-1]
+        y0 = self.bottleneck(torch.cat([top] + self.psp_modules(top), dim=1))
+        lats = [conv(x) for conv, x in zip(self.lateral_convs, xs)]
+        gate_in = list(xs)
+        if self.fusion_type in ('fpn', 'gated_fpn'):
+            lats.append(self.ppm_lateral(y0))
+            gate_in.append(y0)
+        fused, gates = self.fusion(lats, gate_in)
+        fused = [
+            convs(f) for convs, f in zip(self.fuse_convs,
+                                         fused[:self.num_out])
+        ]
+        ys = self._dfp(y0, fused) if self.use_dfp else fused[::-1]
+        size = fused[0].shape[-2:]
+        feats = torch.cat([self._resize(t, size) for t in [y0] + ys], dim=1)
+        self.last_gates = [g.detach() for g in gates]
+        return (feats, gates) if return_gates else feats
+
+    def forward(self, inputs: List[Tensor]) -> Tensor:
+        """Segmentation logits at the finest fused level's size."""
+        return self.cls_seg(self._forward_feature(inputs))
+
+    def forward_with_gates(
+            self, inputs: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        """Logits and the gate maps ``[G_1..G_L]`` (in (0, 1), each at its
+        level's size; ``gated_fpn`` adds the PPM level's gate), e.g. for
+        visualising a checkpoint. ``self.last_gates`` keeps the detached
+        gates of the latest forward pass."""
+        feats, gates = self._forward_feature(inputs, return_gates=True)
+        return self.cls_seg(feats), gates

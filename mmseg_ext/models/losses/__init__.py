@@ -1,0 +1,2 @@
+from .categorical_loss import CategoricalLoss  # noqa: F401
+__all__ = ['CategoricalLoss']

@@ -1,0 +1,138 @@
+"""CategoricalLoss (SANet Eq. 8): hand BCE, ignore_index, gradcheck."""
+import math
+
+import pytest
+import torch
+
+import mmseg_ext  # noqa: F401  (registers the loss)
+from mmseg.registry import MODELS
+from mmseg_ext.models.losses.categorical_loss import (CategoricalLoss,
+                                                      presence_targets)
+
+
+def _bce_by_hand(logits, present, class_reduction='sum'):
+    """-1/N sum_n sum_j [y log s + (1-y) log(1-s)], written out in Python."""
+    per_image = []
+    for n in range(logits.shape[0]):
+        terms = []
+        for j in range(logits.shape[1]):
+            s = 1.0 / (1.0 + math.exp(-float(logits[n, j])))
+            y = 1.0 if j in present[n] else 0.0
+            terms.append(-(y * math.log(s) + (1 - y) * math.log(1 - s)))
+        per_image.append(
+            sum(terms) if class_reduction == 'sum' else
+            sum(terms) / len(terms))
+    return sum(per_image) / len(per_image)
+
+
+def _label():
+    # image 0: classes {0, 2} + ignored pixels; image 1: only class 3
+    label = torch.full((2, 3, 4), 255, dtype=torch.long)
+    label[0, 0, :2] = 0
+    label[0, 1, 1] = 2
+    label[1] = 3
+    return label
+
+
+def test_presence_targets_by_hand():
+    t = presence_targets(_label(), num_classes=5, ignore_index=255)
+    assert t.tolist() == [[1, 0, 1, 0, 0], [0, 0, 0, 1, 0]]
+    # (B, 1, H, W) maps and out-of-range labels (not counted) also work
+    lab = _label()[:, None].clone()
+    lab[1, 0, 0, 0] = 7
+    t4 = presence_targets(lab, num_classes=5, ignore_index=255)
+    assert t4.tolist() == t.tolist()
+
+
+@pytest.mark.parametrize('class_reduction', ['sum', 'mean'])
+def test_loss_matches_hand_bce(class_reduction):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, dtype=torch.float64)
+    loss = CategoricalLoss(class_reduction=class_reduction, loss_weight=0.2)
+    out = loss(logits, _label(), ignore_index=255)
+    ref = 0.2 * _bce_by_hand(logits, [{0, 2}, {3}], class_reduction)
+    assert out.dtype == torch.float64
+    assert abs(out.item() - ref) < 1e-12
+
+
+def test_ignore_index_is_excluded():
+    logits = torch.randn(2, 5, dtype=torch.float64)
+    lab = _label()
+    # pixels labelled 4 become ignored when ignore_index=4: class 4 absent
+    lab[1, 0, 0] = 4
+    loss = CategoricalLoss()
+    with_4 = loss(logits, lab, ignore_index=255)
+    without_4 = loss(logits, lab, ignore_index=4)
+    assert abs(with_4.item() - _bce_by_hand(logits, [{0, 2}, {3, 4}])) < 1e-12
+    assert abs(without_4.item() - _bce_by_hand(logits, [{0, 2}, {3}])) < 1e-12
+
+
+def test_all_ignore_map_is_finite_all_absent_target():
+    logits = torch.randn(3, 4, dtype=torch.float64) * 5
+    label = torch.full((3, 6, 7), 255, dtype=torch.long)
+    out = CategoricalLoss()(logits, label, ignore_index=255)
+    assert torch.isfinite(out)
+    # defined as the all-absent target: mean_n sum_j softplus(x_nj)
+    ref = torch.nn.functional.softplus(logits).sum(1).mean()
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+
+
+def test_precomputed_targets_and_weight_and_reductions():
+    logits = torch.randn(2, 5, dtype=torch.float64)
+    target = presence_targets(_label(), 5).double()
+    loss = CategoricalLoss()
+    torch.testing.assert_close(loss(logits, target), loss(logits, _label()))
+    per_img = CategoricalLoss(reduction='none')(logits, target)
+    assert per_img.shape == (2, )
+    w = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(
+        loss(logits, target, weight=w), per_img[0] / 2, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        loss(logits, target, reduction_override='sum'), per_img.sum())
+
+
+def test_mean_over_classes_equals_mmseg_sigmoid_ce():
+    """class_reduction='mean' == mmseg CrossEntropyLoss(use_sigmoid=True) on
+    EncHead's one-hot presence labels (independent implementation)."""
+    from mmseg.models.decode_heads.enc_head import EncHead
+    logits = torch.randn(2, 5)
+    label = _label()
+    label[label == 255] = 0  # EncHead's histc would count 255 otherwise
+    onehot = EncHead._convert_to_onehot_labels(label, 5)
+    ref = MODELS.build(dict(type='CrossEntropyLoss', use_sigmoid=True))(
+        logits, onehot)
+    out = CategoricalLoss(class_reduction='mean')(logits, label)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_gradcheck_float64():
+    logits = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    label = torch.randint(0, 6, (3, 5, 5))
+    label[0] = 255
+    label[1, :2] = 255
+    loss = CategoricalLoss(loss_weight=0.2)
+    assert torch.autograd.gradcheck(
+        lambda x: loss(x, label, ignore_index=255), (logits, ))
+
+
+def test_registry_and_name():
+    loss = MODELS.build(dict(type='CategoricalLoss', loss_weight=0.2))
+    assert isinstance(loss, CategoricalLoss)
+    assert loss.loss_name == 'loss_cat'
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(class_reduction='max'),
+    dict(reduction='avg'),
+])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        CategoricalLoss(**kwargs)
+
+
+def test_bad_shapes():
+    loss = CategoricalLoss()
+    with pytest.raises(ValueError, match='cls_score'):
+        loss(torch.randn(2, 5, 1), _label())
+    with pytest.raises(ValueError, match='presence targets'):
+        loss(torch.randn(2, 5), torch.zeros(2, 4))

@@ -1,0 +1,111 @@
+"""One generic tester for the three heads: shapes, gradients, eval determinism, registry, mmseg API.
+
+Each case is the smallest head of its kind; inputs are tiny and of sizes not divisible by 8.
+"""
+import copy
+
+import pytest
+import torch
+from mmengine.structures import PixelData
+
+from mmseg.structures import SegDataSample
+
+NUM_CLASSES = 5
+FOUR = dict(in_channels=[8, 16, 24, 32], in_index=[0, 1, 2, 3])
+# (head config, feature map sizes per backbone level (ResNet-d8-like: 1/4 then 1/8), batch)
+CASES = {
+    'SAHead': dict(type='SAHead', channels=32, norm_cfg=dict(type='BN'), **FOUR),
+    'GFFHead': dict(type='GFFHead', channels=16, fusion_channels=8, pool_scales=(1, 2, 3),
+                    norm_cfg=dict(type='BN'), **FOUR),
+    'SNLHead': dict(type='SNLHead', in_channels=(8, 32), in_index=(0, 3), channels=16,
+                    kernel_size=3, zero_init_snl=False, norm_cfg=dict(type='BN')),
+}
+IMG = (33, 65)  # odd image size; levels at ceil(1/4) and ceil(1/8)
+SIZES = [(9, 17), (5, 9), (5, 9), (5, 9)]
+CHANNELS = [8, 16, 24, 32]
+
+
+def build(name, **over):
+    import mmseg_ext  # noqa: F401
+    from mmseg.registry import MODELS
+    cfg = dict(copy.deepcopy(CASES[name]), num_classes=NUM_CLASSES, **over)
+    return MODELS.build(cfg)
+
+
+def feats(batch=2, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, c, h, w, generator=g, dtype=dtype) for c, (h, w) in zip(CHANNELS, SIZES)]
+
+
+def samples(batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(batch):
+        s = SegDataSample()
+        label = torch.randint(0, NUM_CLASSES, (1, *IMG), generator=g)
+        label[:, :3] = 255  # some ignored pixels
+        s.gt_sem_seg = PixelData(data=label)
+        s.set_metainfo(dict(img_shape=IMG, pad_shape=IMG, ori_shape=IMG))
+        out.append(s)
+    return out
+
+
+@pytest.mark.parametrize('name', sorted(CASES))
+class TestHead:
+
+    def test_registry_round_trip(self, name):
+        from mmseg.registry import MODELS
+        head = build(name)
+        assert type(head) is MODELS.get(name)
+        assert type(build(name)).__name__ == name
+
+    def test_predict_shapes(self, name):
+        head = build(name).eval()
+        meta = [dict(img_shape=IMG, pad_shape=IMG, ori_shape=IMG)] * 2
+        with torch.no_grad():
+            seg = head.predict(feats(), meta, dict(mode='whole'))
+        assert seg.shape == (2, NUM_CLASSES, *IMG)
+        assert torch.isfinite(seg).all()
+
+    def test_loss_and_every_parameter_gets_a_gradient(self, name):
+        torch.manual_seed(0)
+        head = build(name).train()
+        losses = head.loss(feats(), samples(), dict())
+        loss_terms = {k: v for k, v in losses.items() if 'loss' in k}
+        assert loss_terms, losses.keys()
+        total = sum(v.sum() for v in loss_terms.values())
+        assert torch.isfinite(total)
+        total.backward()
+        missing = [n for n, p in head.named_parameters() if p.requires_grad and
+                   (p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0)]
+        assert not missing, f'parameters without a (nonzero, finite) gradient: {missing}'
+
+    def test_eval_is_deterministic(self, name):
+        head = build(name).eval()
+        x = feats(seed=3)
+        meta = [dict(img_shape=IMG, pad_shape=IMG, ori_shape=IMG)] * 2
+        with torch.no_grad():
+            a = head.predict(x, meta, dict(mode='whole'))
+            b = head.predict([t.clone() for t in x], meta, dict(mode='whole'))
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    def test_batch_items_are_independent_in_eval(self, name):
+        head = build(name).eval()
+        x = feats(seed=5)
+        meta = [dict(img_shape=IMG, pad_shape=IMG, ori_shape=IMG)]
+        with torch.no_grad():
+            both = head.predict(x, meta * 2, dict(mode='whole'))
+            first = head.predict([t[:1] for t in x], meta, dict(mode='whole'))
+        torch.testing.assert_close(both[:1], first, rtol=1e-4, atol=1e-5)
+
+    def test_state_dict_round_trip(self, name):
+        a, b = build(name).eval(), build(name).eval()
+        b.load_state_dict(a.state_dict(), strict=True)
+        with torch.no_grad():
+            meta = [dict(img_shape=IMG, pad_shape=IMG, ori_shape=IMG)] * 2
+            torch.testing.assert_close(a.predict(feats(), meta, dict(mode='whole')),
+                                       b.predict(feats(), meta, dict(mode='whole')))
+
+    def test_typo_in_an_argument_is_an_error(self, name):
+        with pytest.raises(TypeError):
+            build(name, chanels=8)

@@ -1,0 +1,253 @@
+"""Tests of ``mmseg_ext.ops.sparse_nonlocal_attention`` (SSANet's sparse non-local attention).
+
+Everything is compared with :func:`reference_snl`, an explicit loop over batch, pixels and
+sampling points with the textbook 4-corner bilinear formula, in float64 on tiny maps.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmseg_ext.ops import sparse_nonlocal_attention
+from mmseg_ext.ops import sparse_nonlocal as snl_mod
+from mmseg_ext.ops.sparse_nonlocal import pixel_to_msda_locations, sample_coordinates
+
+F64 = torch.float64
+
+
+def _pair(k):
+    return (k, k) if isinstance(k, int) else tuple(k)
+
+
+def _bilinear(feat, py, px):
+    """feat (C, H, W) at pixel-index point (py, px) (0-d tensors), zero outside the map."""
+    _, H, W = feat.shape
+    y0, x0 = math.floor(py.item()), math.floor(px.item())
+    ly, lx = py - y0, px - x0
+    val = feat.new_zeros(feat.shape[0])
+    for yy, xx, wgt in ((y0, x0, (1 - ly) * (1 - lx)), (y0, x0 + 1, (1 - ly) * lx),
+                        (y0 + 1, x0, ly * (1 - lx)), (y0 + 1, x0 + 1, ly * lx)):
+        if 0 <= yy < H and 0 <= xx < W:
+            val = val + wgt * feat[:, yy, xx]
+    return val
+
+
+def reference_snl(q, k, v, off, kernel_size, dilation=1):
+    """Slow, obviously-correct sparse non-local attention (loops; differentiable)."""
+    kh, kw = _pair(kernel_size)
+    B, _, H, W = q.shape
+    outs = []
+    for b in range(B):
+        pix = []
+        for y in range(H):
+            for x in range(W):
+                logits, vals = [], []
+                for a in range(kh):
+                    for c in range(kw):
+                        j = a * kw + c
+                        py = y + (a - (kh - 1) / 2) * dilation + off[b, 2 * j, y, x]
+                        px = x + (c - (kw - 1) / 2) * dilation + off[b, 2 * j + 1, y, x]
+                        logits.append((q[b, :, y, x] * _bilinear(k[b], py, px)).sum())
+                        vals.append(_bilinear(v[b], py, px))
+                s = torch.softmax(torch.stack(logits), 0)
+                pix.append((s[:, None] * torch.stack(vals)).sum(0))
+        outs.append(torch.stack(pix, -1).view(-1, H, W))
+    return torch.stack(outs)
+
+
+def _inputs(B, C, Cv, H, W, kernel_size, off_scale=1.5, dtype=F64, seed=0):
+    kh, kw = _pair(kernel_size)
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, C, H, W, generator=g, dtype=dtype)
+    k = torch.randn(B, C, H, W, generator=g, dtype=dtype)
+    v = torch.randn(B, Cv, H, W, generator=g, dtype=dtype)
+    off = torch.randn(B, 2 * kh * kw, H, W, generator=g, dtype=dtype) * off_scale
+    return q, k, v, off
+
+
+def _dense_nonlocal(q, k, v):
+    B, Cv, H, W = v.shape
+    a = torch.softmax(torch.einsum('bcn,bcm->bnm', q.flatten(2), k.flatten(2)), -1)
+    return torch.einsum('bnm,bcm->bcn', a, v.flatten(2)).view(B, Cv, H, W)
+
+
+class MSDAPytorchShim:
+    """``MultiScaleDeformableAttnFunction.apply`` signature on top of mmcv's CPU fallback."""
+
+    @staticmethod
+    def apply(value, shapes, start, loc, attn, im2col_step):
+        from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
+        return multi_scale_deformable_attn_pytorch(value, shapes, loc, attn)
+
+
+class TestSparseNonLocalAttention:
+
+    @pytest.mark.parametrize('kernel_size,dilation,hw,off_scale', [
+        (3, 1, (5, 7), 1.5),
+        (2, 1, (5, 7), 1.5),  # even kernel: half-pixel grid centre
+        ((3, 5), 1, (5, 7), 1.5),  # rectangular
+        (3, 2, (4, 6), 1.5),  # dilation
+        (3, 1, (4, 5), 8.0),  # most samples pushed off the map
+        (2, 3, (1, 6), 1.0),  # single row
+        (3, 1, (1, 1), 0.7),  # single pixel, more entries than pixels
+    ])
+    def test_forward_matches_reference(self, kernel_size, dilation, hw, off_scale):
+        q, k, v, off = _inputs(2, 3, 2, *hw, kernel_size, off_scale)
+        out = sparse_nonlocal_attention(q, k, v, off, kernel_size, dilation)
+        ref = reference_snl(q, k, v, off, kernel_size, dilation)
+        assert out.shape == (2, 2, *hw) and out.dtype == F64
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+
+    @pytest.mark.parametrize('kernel_size,dilation,off_scale,hw,chunk_rows', [
+        (3, 1, 1.5, (3, 4), None),
+        (2, 1, 1.5, (3, 4), None),
+        ((3, 5), 1, 1.5, (3, 4), None),
+        (3, 2, 1.5, (3, 4), None),
+        (3, 1, 6.0, (3, 4), None),  # off the map
+        (3, 1, 1.5, (2, 3), 5),  # 3 chunks of the 12 rows, one across the batch boundary
+    ])
+    def test_gradcheck(self, kernel_size, dilation, off_scale, hw, chunk_rows, monkeypatch):
+        if chunk_rows is not None:
+            monkeypatch.setattr(snl_mod, '_chunk_rows', lambda *args: chunk_rows)
+        inputs = [t.requires_grad_() for t in _inputs(2, 3, 2, *hw, kernel_size, off_scale)]
+        assert torch.autograd.gradcheck(
+            lambda q, k, v, o: sparse_nonlocal_attention(q, k, v, o, kernel_size, dilation),
+            inputs, eps=1e-6, atol=1e-6)
+
+    def test_gradients_match_reference(self):
+        q, k, v, off = (t.requires_grad_() for t in _inputs(1, 3, 2, 3, 4, (2, 3), 1.5))
+        g = torch.randn(1, 2, 3, 4, dtype=F64)
+        got = torch.autograd.grad((sparse_nonlocal_attention(q, k, v, off, (2, 3)) * g).sum(),
+                                  (q, k, v, off))
+        ref = torch.autograd.grad((reference_snl(q, k, v, off, (2, 3)) * g).sum(),
+                                  (q, k, v, off))
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+    def test_partial_requires_grad(self):
+        q, k, v, off = _inputs(2, 3, 2, 4, 5, 3)
+        full = [t.clone().requires_grad_() for t in (q, k, v, off)]
+        grads = torch.autograd.grad(sparse_nonlocal_attention(*full, 3).sum(), full)
+        for i in range(4):
+            part = [t.clone().requires_grad_(j == i) for j, t in enumerate((q, k, v, off))]
+            (gi, ) = torch.autograd.grad(sparse_nonlocal_attention(*part, 3).sum(), part[i])
+            torch.testing.assert_close(gi, grads[i])
+
+    @pytest.mark.parametrize('kernel_size,dilation', [(3, 1), (3, 2), ((3, 5), 1), (5, 1)])
+    def test_zero_offsets_equal_unfold_neighbourhood(self, kernel_size, dilation):
+        kh, kw = _pair(kernel_size)
+        q, k, v, _ = _inputs(2, 4, 3, 5, 7, kernel_size)
+        off = torch.zeros(2, 2 * kh * kw, 5, 7, dtype=F64)
+        pad = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+        ku = F.unfold(k, (kh, kw), dilation=dilation, padding=pad).view(2, 4, kh * kw, 35)
+        vu = F.unfold(v, (kh, kw), dilation=dilation, padding=pad).view(2, 3, kh * kw, 35)
+        s = torch.softmax(torch.einsum('bcn,bckn->bkn', q.flatten(2), ku), 1)
+        ref = torch.einsum('bkn,bckn->bcn', s, vu).view(2, 3, 5, 7)
+        out = sparse_nonlocal_attention(q, k, v, off, kernel_size, dilation)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+    @pytest.mark.parametrize('hw', [(3, 5), (4, 6), (2, 3)])
+    def test_every_pixel_once_equals_dense_nonlocal(self, hw):
+        H, W = hw
+        q, k, v, _ = (t.requires_grad_() for t in _inputs(2, 4, 3, H, W, hw))
+        # point j = (a, b) of query (y, x) must land on pixel (a, b):
+        # y + a - (H - 1) / 2 + dy = a  ->  dy = (H - 1) / 2 - y (same for every point).
+        dy = ((H - 1) / 2 - torch.arange(H, dtype=F64)).view(H, 1).expand(H, W)
+        dx = ((W - 1) / 2 - torch.arange(W, dtype=F64)).view(1, W).expand(H, W)
+        off = torch.stack([dy, dx]).repeat(H * W, 1, 1).unsqueeze(0).repeat(2, 1, 1, 1)
+        out = sparse_nonlocal_attention(q, k, v, off, (H, W))
+        ref = _dense_nonlocal(q, k, v)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+        g = torch.randn_like(out)
+        got = torch.autograd.grad((out * g).sum(), (q, k, v))
+        exp = torch.autograd.grad((ref * g).sum(), (q, k, v))
+        for a, b in zip(got, exp):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+    @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+    def test_low_precision_is_finite(self, dtype):
+        # logits up to ~C * 30^2 overflow fp16 (max 65504) unless computed in fp32
+        q, k, v, off = _inputs(1, 16, 4, 6, 7, 3, dtype=torch.float32)
+        q, k = q * 30, k * 30
+        ref = reference_snl(*(t.double() for t in (q, k, v, off)), 3).float()
+        # (a) fp32 inputs under autocast: output keeps value's dtype (fp32)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, off)]
+        with torch.autocast('cpu', dtype=dtype):
+            out = sparse_nonlocal_attention(*leaves, 3)
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+        out.sum().backward()
+        assert all(torch.isfinite(t.grad).all() for t in leaves)
+        # (b) low-precision inputs: fp32 math inside, output in value's dtype
+        leaves = [t.to(dtype).requires_grad_() for t in (q, k, v, off)]
+        with torch.autocast('cpu', dtype=dtype):
+            out = sparse_nonlocal_attention(*leaves, 3)
+        assert out.dtype == dtype and torch.isfinite(out).all()
+        out.float().sum().backward()
+        assert all(t.grad.dtype == dtype and torch.isfinite(t.grad).all() for t in leaves)
+
+    @pytest.mark.parametrize('budget', [None, 1000])  # 1000 bytes: 4 rows per gather step
+    def test_gather_sddmm_equals_sparse_sddmm(self, budget, monkeypatch):
+        if budget is not None:
+            monkeypatch.setattr(snl_mod, '_CHUNK_BYTES', budget)
+        g = torch.Generator().manual_seed(1)
+        a, b = torch.randn(30, 5, generator=g), torch.randn(40, 5, generator=g)
+        cols = torch.randint(0, 40, (30, 12), generator=g)
+        ref = (a[:, None, :] * b[cols]).sum(-1)
+        torch.testing.assert_close(snl_mod._sddmm(a, b, cols), ref)
+        torch.testing.assert_close(snl_mod._sddmm_gather(a, b, cols), ref)
+
+    @pytest.mark.parametrize('hw', [(5, 7), (4, 4)])
+    def test_msda_locations_match_bilinear(self, hw):
+        """mmcv's sampling convention (normalised, align_corners=False, (x, y)), checked with the
+        same grid_sample call as mmcv's ``multi_scale_deformable_attn_pytorch``."""
+        H, W = hw
+        _, _, v, off = _inputs(2, 1, 3, H, W, (2, 3), 2.0)
+        sy, sx = sample_coordinates(off, (2, 3), dilation=2)
+        loc = pixel_to_msda_locations(sy, sx, H, W)
+        assert loc.shape == (2, H * W, 1, 1, 6, 2)
+        got = F.grid_sample(v, 2 * loc[:, :, 0, 0] - 1, align_corners=False)  # (B, Cv, N, K)
+        for b, n, j in [(0, 0, 0), (1, H * W - 1, 5), (1, 3, 2), (0, 7, 4)]:
+            exp = _bilinear(v[b], sy[b, n, j], sx[b, n, j])
+            torch.testing.assert_close(got[b, :, n, j], exp, rtol=1e-12, atol=1e-12)
+
+    def test_msda_path_with_mmcv_pytorch_fallback(self):
+        pytest.importorskip('mmcv.ops.multi_scale_deform_attn')
+        inputs = [t.requires_grad_() for t in _inputs(2, 3, 2, 2, 3, (2, 3), 1.5)]
+        out = snl_mod._sparse_nonlocal(*inputs, 2, 3, 1, msda=MSDAPytorchShim)
+        torch.testing.assert_close(out, reference_snl(*inputs, (2, 3)), rtol=1e-10, atol=1e-12)
+        assert torch.autograd.gradcheck(
+            lambda q, k, v, o: snl_mod._sparse_nonlocal(q, k, v, o, 2, 3, 1, MSDAPytorchShim),
+            inputs, eps=1e-6, atol=1e-6)
+
+    def test_mmcv_cuda_request_without_cuda_raises(self):
+        q, k, v, off = _inputs(1, 2, 2, 3, 3, 3, dtype=torch.float32)
+        with pytest.raises(ValueError, match='use_mmcv_cuda'):
+            sparse_nonlocal_attention(q, k, v, off, 3, use_mmcv_cuda=True)
+
+    @pytest.mark.parametrize('change,match', [
+        (dict(off_channels=16), 'offset must have 2\\*kh\\*kw = 18 channels'),
+        (dict(kernel_size=(3, 4)), 'offset must have 2\\*kh\\*kw = 24 channels'),
+        (dict(kernel_size=0), 'kernel_size must hold positive ints'),
+        (dict(kernel_size=(3, -1)), 'kernel_size must hold positive ints'),
+        (dict(kernel_size=(3, 3, 3)), 'kernel_size must be an int or a pair'),
+        (dict(kernel_size=2.5), 'kernel_size must be an int or a pair'),
+        (dict(dilation=0), 'dilation must be a positive int'),
+        (dict(dilation=-2), 'dilation must be a positive int'),
+        (dict(key_shape=(1, 3, 4, 5)), 'key must have the same shape as query'),
+        (dict(value_shape=(1, 2, 4, 6)), 'value must be \\(B=1, Cv, H=4, W=5\\)'),
+        (dict(value_shape=(2, 2, 4, 5)), 'value must be \\(B=1, Cv, H=4, W=5\\)'),
+        (dict(off_shape=(2, 18, 4, 5)), 'offset must be \\(B=1, 18, H=4, W=5\\)'),
+        (dict(off_shape=(1, 18, 5, 4)), 'offset must be \\(B=1, 18, H=4, W=5\\)'),
+        (dict(query_shape=(2, 4, 5)), 'query must be a 4-D tensor'),
+    ])
+    def test_bad_arguments_raise(self, change, match):
+        kernel_size = change.get('kernel_size', 3)
+        dilation = change.get('dilation', 1)
+        q = torch.randn(*change.get('query_shape', (1, 2, 4, 5)))
+        k = torch.randn(*change.get('key_shape', (1, 2, 4, 5)))
+        v = torch.randn(*change.get('value_shape', (1, 2, 4, 5)))
+        off = torch.randn(*change.get('off_shape', (1, change.get('off_channels', 18), 4, 5)))
+        with pytest.raises(ValueError, match=match):
+            sparse_nonlocal_attention(q, k, v, off, kernel_size, dilation)
