@@ -251,3 +251,11 @@ class TestSparseNonLocalAttention:
         off = torch.randn(*change.get('off_shape', (1, change.get('off_channels', 18), 4, 5)))
         with pytest.raises(ValueError, match=match):
             sparse_nonlocal_attention(q, k, v, off, kernel_size, dilation)
+
+    def test_bad_dtype_or_device_raise(self):
+        q = torch.randn(1, 2, 4, 5)
+        off = torch.randn(1, 18, 4, 5)
+        with pytest.raises(ValueError, match='offset must be a floating point tensor'):
+            sparse_nonlocal_attention(q, q, q, off.long(), 3)
+        with pytest.raises(ValueError, match='must be on one device'):
+            sparse_nonlocal_attention(q, q, q, off.to('meta'), 3)

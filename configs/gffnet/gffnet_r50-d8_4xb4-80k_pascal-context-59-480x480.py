@@ -1,5 +1,6 @@
-# Schedule twin of mmseg's pspnet_r50-d8_4xb4-80k_pascal-context-59-480x480.py (crop 480x480, 4 GPUs x 4
-# images, 80k iters, SGD lr 0.004 / wd 1e-4, poly 0.9, slide test 480/320 as in that config).
+# Schedule twin of mmseg's pspnet_r50-d8_4xb4-80k_pascal-context-59-480x480.py
+# (crop 480x480, 4 GPUs x 4 images, 80k iters, SGD lr 0.004 / wd 1e-4, poly 0.9, slide test 480/320
+# as in that config).
 _base_ = [
     './_base_/gffnet_r50-d8.py', 'mmseg::_base_/datasets/pascal_context_59.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'

@@ -82,11 +82,11 @@ def main():
     parser.add_argument('--readings', action='store_true', help='also the alternative readings')
     parser.add_argument('--size', type=int, default=512)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     base_p, base_f = measure(build(psp_cfg()), args.size)
     paper = {'PSPNet (R101-d8)': (65.6, 580.1), 'PSPNet + GFF': (69.7, 600.1),
              'PSPNet + GFF + DFP': (70.5, 625.5)}
-    print(f'| Model | Params (M) | paper | FLOPs (G) @{args.size} | ratio to PSPNet | paper ratio |')
+    print(f'| Model | Params (M) | paper | FLOPs (G) @{args.size} | ratio to PSPNet '
+          '| paper ratio |')
     print('|---|---|---|---|---|---|')
     pp, pf = paper['PSPNet (R101-d8)']
     print(f'| PSPNet (R101-d8) | {base_p / 1e6:.2f} | {pp} | {base_f / 1e9:.1f} | 1.000 | 1.000 |')

@@ -1,0 +1,152 @@
+"""The learning check: train configs on SynthCity with several seeds, tabulate mIoU and per-class IoU.
+
+    python tools/analysis_tools/learning_check.py \
+        configs/quickstart/fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py \
+        configs/quickstart/sanet_r18tiny-d8_1xb8-1k_synthcity-128x256.py \
+        --seeds 0 1 2 --out-dir work_dirs/learning_check [--iters N]
+
+Each (config, seed) is trained with ``tools/train.py`` (same schedule for every config unless
+``--iters`` shortens all of them alike), evaluated on SynthCity val at the end, and the per-class
+table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`` are reused.
+Writes ``results.md`` (mean ± std over seeds; thin classes apart) and ``results.png``.
+Long: minutes per run on a CPU. It is a script, not a test.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
+           'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
+           'bus', 'train', 'motorcycle', 'bicycle')
+THIN = ('pole', 'traffic light', 'traffic sign', 'fence', 'bicycle')  # 1-3 px or small in SynthCity
+CONTEXT = ('truck', 'bus', 'rider')  # decidable only from distant context in SynthCity
+
+
+def parse_per_class(log_text):
+    """The last per-class IoU table mmseg's IoUMetric printed: {class: IoU}."""
+    blocks = log_text.split('per class results:')
+    if len(blocks) < 2:
+        raise ValueError('no "per class results" table in the log')
+    iou = {}
+    for line in blocks[-1].splitlines():
+        m = re.match(r'\|\s*([a-z ]+?)\s*\|\s*([0-9.]+|nan)\s*\|', line)
+        if m and m.group(1) in CLASSES:
+            iou[m.group(1)] = float(m.group(2))
+        if len(iou) == len(CLASSES):
+            break
+    if len(iou) != len(CLASSES):
+        raise ValueError(f'per-class table incomplete: {sorted(iou)}')
+    return iou
+
+
+def run_one(config, seed, work_dir, iters, env):
+    result_file = osp.join(work_dir, 'result.json')
+    if osp.isfile(result_file):
+        with open(result_file) as f:
+            return json.load(f)
+    opts = [f'randomness.seed={seed}', 'randomness.deterministic=False']
+    if iters:
+        opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+                 f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={iters}']
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
+           '--cfg-options', *opts]
+    start = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'train.log'), 'w') as f:
+        f.write(log)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(cmd)} failed:\n{log[-3000:]}')
+    iou = parse_per_class(log)
+    res = dict(config=osp.basename(config), seed=seed, iou=iou,
+               miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=time.time() - start)
+    with open(result_file, 'w') as f:
+        json.dump(res, f, indent=1)
+    return res
+
+
+def mean_std(values):
+    values = [v for v in values if v == v]  # drop nan (class absent from val)
+    if not values:
+        return float('nan'), float('nan')
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt(values):
+    m, s = mean_std(values)
+    return f'{m:.1f} ± {s:.1f}'
+
+
+def write_report(results, out_dir, seeds, iters):
+    names = list(dict.fromkeys(r['config'] for r in results))
+    by = {n: [r for r in results if r['config'] == n] for n in names}
+    short = {n: n.split('_')[0] for n in names}
+    lines = [f'Seeds {seeds}; ' + (f'{iters} iterations each' if iters else 'schedule of each config'),
+             '', '| config | mIoU | thin classes | context classes | train time / run |',
+             '| --- | --- | --- | --- | --- |']
+    for n in names:
+        rs = by[n]
+        thin = [statistics.mean(r['iou'][c] for c in THIN) for r in rs]
+        ctx = [statistics.mean(r['iou'][c] for c in CONTEXT) for r in rs]
+        secs = statistics.mean(r['seconds'] for r in rs)
+        lines.append(f"| {n} | {fmt([r['miou'] for r in rs])} | {fmt(thin)} | {fmt(ctx)} | "
+                     f'{secs / 60:.1f} min |')
+    lines += ['', 'Per-class IoU (mean ± std over seeds):', '',
+              '| class | ' + ' | '.join(short[n] for n in names) + ' |',
+              '| --- |' + ' --- |' * len(names)]
+    for c in CLASSES:
+        tag = ' (thin)' if c in THIN else ' (context)' if c in CONTEXT else ''
+        lines.append(f'| {c}{tag} | ' + ' | '.join(fmt([r['iou'][c] for r in by[n]]) for n in names)
+                     + ' |')
+    text = '\n'.join(lines) + '\n'
+    with open(osp.join(out_dir, 'results.md'), 'w') as f:
+        f.write(text)
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 3.5))
+        ms = [mean_std([r['miou'] for r in by[n]]) for n in names]
+        ax.bar(range(len(names)), [m for m, _ in ms], yerr=[s for _, s in ms], capsize=4)
+        ax.set_xticks(range(len(names)), [short[n] for n in names])
+        ax.set_ylabel('mIoU (%) on SynthCity val')
+        ax.set_title(f'seeds {seeds}')
+        fig.tight_layout()
+        fig.savefig(osp.join(out_dir, 'results.png'), dpi=100)
+    except ImportError:
+        pass
+    return text
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument('configs', nargs='+')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--iters', type=int, default=None,
+                        help='shorten every config to this many iterations (same for all)')
+    parser.add_argument('--out-dir', default='work_dirs/learning_check')
+    args = parser.parse_args()
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    results = []
+    for seed in args.seeds:
+        for config in args.configs:
+            name = osp.splitext(osp.basename(config))[0]
+            work = osp.join(args.out_dir, f'{name}_seed{seed}')
+            res = run_one(config, seed, work, args.iters, env)
+            print(f"{name} seed {seed}: mIoU {res['miou']:.2f} ({res['seconds'] / 60:.1f} min)",
+                  flush=True)
+            results.append(res)
+    print(write_report(results, args.out_dir, args.seeds, args.iters))
+
+
+if __name__ == '__main__':
+    main()
