@@ -49,8 +49,10 @@ def test_config_builds(path):
     assert _depth(path) <= 3, 'at most 3 inheritance levels'
     assert NAME.match(osp.basename(path)), \
         f'{osp.basename(path)}: use {{algo}}_{{backbone}}_{{gpus}}xb{{batch}}-{{iters}}_{{dataset}}-{{crop}}.py'
-    # the name's schedule is the config's schedule
+    # the name's schedule is the config's schedule, and no base schedule says another
     iters = int(re.search(r'xb\d+-(\d+)k_', osp.basename(path)).group(1)) * 1000
+    for base_iters in re.findall(r'schedule[\w\-]*?_(\d+)k\.py', open(path).read()):
+        assert int(base_iters) * 1000 == iters, f'name says {iters} iterations, base schedule {base_iters}k'
     assert cfg.train_cfg.max_iters == iters, f'name says {iters} iterations, config {cfg.train_cfg.max_iters}'
     batch = int(re.search(r'_\d+xb(\d+)-', osp.basename(path)).group(1))
     assert cfg.train_dataloader.batch_size == batch

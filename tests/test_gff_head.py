@@ -12,6 +12,7 @@ from mmseg_ext.models.utils.gated_fusion import (FUSION_TYPES,
                                                  GatedFullyFusion,
                                                  TopDownFusion, build_fusion,
                                                  gated_fully_fuse)
+from mmseg_ext.utils import revert_sync_bn_cfg
 
 C = 3
 # levels of different sizes, finest first (two levels share a size, as the
@@ -252,22 +253,10 @@ CFG_DIR = osp.join(osp.dirname(__file__), '..', 'configs', 'gffnet')
 CITY_R101 = osp.join(CFG_DIR, 'gffnet_r101-d8_4xb2-80k_cityscapes-512x1024.py')
 
 
-def _bn(cfg):
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-        for v in cfg.values():
-            _bn(v)
-    elif isinstance(cfg, list):
-        for v in cfg:
-            _bn(v)
-    return cfg
-
-
 @functools.lru_cache(maxsize=None)
 def _parsed(cfg_path):
     from mmengine.config import Config
-    cfg = _bn(Config.fromfile(cfg_path).model.to_dict())
+    cfg = revert_sync_bn_cfg(Config.fromfile(cfg_path).model.to_dict())
     cfg.update(pretrained=None, auxiliary_head=None)  # Table 3: no aux head
     return cfg
 

@@ -9,6 +9,10 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICK = osp.join(REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+HEAD_QUICKSTARTS = [
+    osp.join(REPO, 'configs', 'quickstart', f'{algo}_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    for algo in ('fcn', 'sanet', 'ssanet', 'gffnet')
+]
 
 
 def short_run(iters, workers=0, batch=2):
@@ -56,8 +60,10 @@ def train_test_with(train_py, test_py, config, tmp_path, env, iters=3):
     return ckpt
 
 
-def test_stock_mmseg_tools_run_a_project_config(tmp_path, tool_env):
-    train_test_with(mmseg_tool('train.py'), mmseg_tool('test.py'), QUICK, tmp_path, tool_env)
+@pytest.mark.parametrize('config', HEAD_QUICKSTARTS, ids=lambda p: osp.basename(p).split('_')[0])
+def test_stock_mmseg_tools_run_a_project_config(config, tmp_path, tool_env):
+    """The installed mmseg's own train.py/test.py train each head end to end and test its checkpoint."""
+    train_test_with(mmseg_tool('train.py'), mmseg_tool('test.py'), config, tmp_path, tool_env)
 
 
 def test_project_tools_match_stock_arguments(tmp_path, tool_env):

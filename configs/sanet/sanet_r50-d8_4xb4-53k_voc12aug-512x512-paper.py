@@ -9,20 +9,11 @@ _base_ = [
     './_base_/sanet_r50-d8.py',
     'mmseg::_base_/datasets/pascal_voc12_aug.py',
     'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_40k.py'
+    './_base_/schedule_paper-voc_53k.py'
 ]
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(num_classes=21))
-iters = 53000  # 80 epochs, rounded (see above)
-optimizer = dict(type='SGD', lr=0.0001, momentum=0.9, weight_decay=0.0005)
-optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
-param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=iters,
-         by_epoch=False)
-]
 train_dataloader = dict(batch_size=4)  # x 4 GPUs = 16 (§4.1)
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=5300)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5300))

@@ -15,6 +15,7 @@ import os.path as osp
 import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config
+from mmseg_ext.utils import revert_sync_bn_cfg
 
 GFF_CFG = osp.join(
     osp.dirname(__file__), '..', '..', 'configs', 'gffnet',
@@ -37,18 +38,6 @@ READINGS = [
 ]
 
 
-def _bn(cfg):
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-        for v in cfg.values():
-            _bn(v)
-    elif isinstance(cfg, list):
-        for v in cfg:
-            _bn(v)
-    return cfg
-
-
 def psp_cfg():
     import mmseg
     return osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', 'pspnet',
@@ -61,7 +50,7 @@ def build(cfg_path, head_overrides=None):
     from mmseg.utils import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(cfg_path)
-    model_cfg = _bn(copy.deepcopy(cfg.model.to_dict()))
+    model_cfg = revert_sync_bn_cfg(copy.deepcopy(cfg.model.to_dict()))
     model_cfg['pretrained'] = None
     model_cfg['auxiliary_head'] = None  # Table 3 counts without the auxiliary head
     model_cfg['decode_head'].update(head_overrides or {})
