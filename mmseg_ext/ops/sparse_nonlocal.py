@@ -289,7 +289,8 @@ def _chunks(R: int, rows: int):
 class _SparseNonLocal(Function):
     """Fused, chunked sparse non-local attention on row layout.
 
-    Inputs q, k (R, C), v (R, Cv), off (R, K, 2) with R = B * N rows; output (R, Cv).
+    Inputs q, k (R, C), v (R, Cv), off (R, K, 2) with R = B * N rows; outputs (R, Cv) and the
+    (non-differentiable) softmax (R, K).
     Saves only the inputs, the softmax ``s`` (R, K) and the per-corner dots (R, 4K); geometry
     is recomputed per chunk in backward.
     """
@@ -313,11 +314,16 @@ class _SparseNonLocal(Function):
             _spmm_(out[r0:r1], s.unsqueeze(-1) * geo.w, v, geo.ind)
         ctx.save_for_backward(q, k, v, off, s_all, dots_all)
         ctx.geom = (H, W, kh, kw, dilation, rows)
-        return out
+        # the softmax is also returned (for ``return_weights``), not differentiable
+        ctx.mark_non_differentiable(s_all)
+        ctx.set_materialize_grads(False)
+        return out, s_all
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out):
+    def backward(ctx, grad_out, _grad_s=None):
+        if grad_out is None:
+            return (None, ) * 7
         q, k, v, off, s_all, dots_all = ctx.saved_tensors
         H, W, kh, kw, dilation, rows = ctx.geom
         need_q, need_k, need_v, need_off = ctx.needs_input_grad[:4]
@@ -437,7 +443,9 @@ def sparse_nonlocal_attention(query: Tensor,
                               offset: Tensor,
                               kernel_size: Union[int, Tuple[int, int]],
                               dilation: int = 1,
-                              use_mmcv_cuda: Optional[bool] = None) -> Tensor:
+                              use_mmcv_cuda: Optional[bool] = None,
+                              return_weights: bool = False
+                              ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Sparse non-local attention (SSANet, Eqns. 4-7).
 
     Point ``j = a * kw + b`` of query pixel ``(y, x)`` is sampled bilinearly (zero outside the
@@ -462,9 +470,13 @@ def sparse_nonlocal_attention(query: Tensor,
         use_mmcv_cuda (bool, optional): aggregate values with mmcv's CUDA
             ``MultiScaleDeformableAttnFunction``. ``None`` (default) = when the inputs are on
             CUDA and mmcv has the compiled op. This path is NOT tested in CI (no GPU).
+        return_weights (bool): also return the softmax weights ``s`` the output was computed
+            with (detached; for inspection/visualisation). Default: False.
 
     Returns:
-        Tensor: (B, Cv, H, W).
+        Tensor: (B, Cv, H, W); with ``return_weights``, ``(out, s)`` where ``s`` (B, K, H, W)
+        is the softmax over the K points (float32, or float64 for float64 inputs), channel ``j``
+        for point ``j`` as in the offset layout.
     """
     kh, kw = _check_inputs(query, key, value, offset, kernel_size, dilation)
     msda = None
@@ -473,15 +485,18 @@ def sparse_nonlocal_attention(query: Tensor,
         if use_mmcv_cuda and msda is None:
             raise ValueError('use_mmcv_cuda=True needs CUDA inputs and mmcv compiled with CUDA; '
                              'pass use_mmcv_cuda=None to fall back automatically')
-    return _sparse_nonlocal(query, key, value, offset, kh, kw, dilation, msda)
+    return _sparse_nonlocal(query, key, value, offset, kh, kw, dilation, msda,
+                            return_weights=bool(return_weights))
 
 
-def _sparse_nonlocal(query, key, value, offset, kh, kw, dilation, msda=None):
+def _sparse_nonlocal(query, key, value, offset, kh, kw, dilation, msda=None,
+                     return_weights=False):
     """Implementation of :func:`sparse_nonlocal_attention` on checked inputs.
 
     ``msda``: None (fused sparse path) or an object whose ``apply`` has the signature of mmcv's
     ``MultiScaleDeformableAttnFunction.apply`` (tests pass a CPU shim around mmcv's
     ``multi_scale_deformable_attn_pytorch`` to validate that composition without a GPU).
+    With ``return_weights`` returns ``(out, s)``, ``s`` the detached (B, K, H, W) softmax.
     """
     B, C, H, W = query.shape
     Cv = value.shape[1]
@@ -496,11 +511,13 @@ def _sparse_nonlocal(query, key, value, offset, kh, kw, dilation, msda=None):
         off = offset.to(cdt).reshape(B, K, 2, N).permute(0, 3, 1, 2).reshape(B * N, K, 2)
         off = off.contiguous()
         if msda is None:
-            out = _SparseNonLocal.apply(q, k, v, off, (H, W), (kh, kw), dilation)
+            out, s = _SparseNonLocal.apply(q, k, v, off, (H, W), (kh, kw), dilation)
         else:
             logits = _SparseLogits.apply(q, k, off, (H, W), (kh, kw), dilation)
             s = torch.softmax(logits.view(B, N, K), dim=-1)
             sy, sx = sample_coordinates(offset.to(cdt), (kh, kw), dilation)
             out = _msda_aggregate(msda, s, v.view(B, N, Cv), sy, sx, H, W)
-    out = out.reshape(B, H, W, Cv).permute(0, 3, 1, 2).to(value.dtype)
-    return out.contiguous()
+    out = out.reshape(B, H, W, Cv).permute(0, 3, 1, 2).to(value.dtype).contiguous()
+    if not return_weights:
+        return out
+    return out, s.detach().reshape(B, H, W, K).permute(0, 3, 1, 2).contiguous()

@@ -72,6 +72,10 @@ class SparseNonLocal2d(nn.Module):
             Default: None.
         zero_init_out (bool): zero-init ``gamma`` (or its norm) so the block starts as the
             identity. Default: True.
+
+    Inspection: set ``keep_weights = True`` and each forward pass keeps the softmax weights it
+    used, (B, K, H, W) detached, in ``last_weights`` (e.g. for
+    ``tools/analysis_tools/visualize_heads.py``); the offsets are the output of ``offset``.
     """
 
     def __init__(self,
@@ -103,6 +107,8 @@ class SparseNonLocal2d(nn.Module):
         self.use_scale = bool(use_scale)
         self.zero_init_out = bool(zero_init_out)
         self.num_points = self.kernel_size[0] * self.kernel_size[1]
+        self.keep_weights = False
+        self.last_weights: Optional[Tensor] = None
 
         self.query = nn.Conv2d(in_channels, self.inter_channels, 1)
         self.key = nn.Conv2d(in_channels, self.inter_channels, 1)
@@ -134,8 +140,12 @@ class SparseNonLocal2d(nn.Module):
         q = self.query(x)
         if self.use_scale:
             q = q / self.inter_channels**0.5
-        return sparse_nonlocal_attention(q, self.key(x), self.value(x), self.offset(x),
-                                         self.kernel_size, self.dilation)
+        out = sparse_nonlocal_attention(q, self.key(x), self.value(x), self.offset(x),
+                                        self.kernel_size, self.dilation,
+                                        return_weights=self.keep_weights)
+        if self.keep_weights:
+            out, self.last_weights = out
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.out(self.attention(x))
