@@ -1,0 +1,81 @@
+"""tools/analysis_tools/benchmark_heads.py measures every requested head (tiny sizes here)."""
+import argparse
+import importlib.util
+import json
+import os.path as osp
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def bh():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_heads', osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_heads.py'))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_one_row_per_requested_head(bh, tmp_path, capsys):
+    heads = ['SAHead', 'CC']  # ours + the one whose op might lack a CPU kernel
+    rows = bh.main(['--heads', *heads, '--size', '64', '64', '--repeats', '1', '--warmup', '0',
+                    '--threads', '1', '--out-dir', str(tmp_path)])
+    assert [r['head'] for r in rows] == ['SAHead', 'CCHead']
+    for r in rows:
+        assert r['ok'], r
+        assert r['fwd_s'] > 0 and r['train_s'] > 0 and r['params'] > 0
+        assert r['train_mem_mib'] >= 0
+    out = capsys.readouterr().out
+    for head in ('SAHead', 'CCHead'):
+        assert f'| {head} | 64x64 |' in out
+    saved = json.loads((tmp_path / 'benchmark_heads.json').read_text())
+    assert len(saved['rows']) == 2
+
+
+def test_head_settings_are_the_configs(bh):
+    """Every head's config exists and its decode_head has the type the table names."""
+    from mmengine.config import Config
+    for head, cfg in bh.HEAD_CONFIGS.items():
+        assert Config.fromfile(bh.resolve_config(cfg)).model.decode_head.type == head
+
+
+def test_unknown_head_is_rejected(bh):
+    with pytest.raises(SystemExit):
+        bh.main(['--heads', 'NoSuchHead', '--size', '64', '64'])
+
+
+def test_sweep_skips_what_exceeds_the_budget(bh, monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(job, timeout, threads):  # time grows with pixels^2 (attention-like)
+        calls.append(tuple(job['size']))
+        px = job['size'][0] * job['size'][1]
+        return {'ok': True, 'params': 1, 'fwd_s': 1e-10 * px ** 2, 'train_s': 3e-10 * px ** 2,
+                'fwd_mem_mib': 1.0, 'train_mem_mib': px / 1e4, 'mem_method': 'fake'}
+
+    monkeypatch.setattr(bh, 'run_job', fake_run)
+    args = argparse.Namespace(budget_time=50.0, budget_mem=100.0, batch=2, device='cpu',
+                              repeats=1, warmup=0, amp=False, threads=1)
+    rows = bh.benchmark(['NLHead'], bh.SWEEP_SIZES, args)
+    assert len(rows) == len(bh.SWEEP_SIZES)
+    ran = [r for r in rows if r.get('ok')]
+    skipped = [r for r in rows if not r.get('ok')]
+    # 512x1024 takes 3e-10 * (2^19)^2 = 82 s > 50 s: predicted from 256x512 and 512x512 and skipped
+    assert [r['size'] for r in ran] == ['256x256', '256x512', '512x512']
+    assert skipped and 'skipped (predicted' in skipped[0]['status']
+    assert [r['status'] for r in skipped[1:]] == ['skipped (over budget at 512x1024)',
+                                                  'skipped (over budget at 768x1536)']
+    assert len(calls) == 3
+    bh.plot(rows, str(tmp_path / 'sweep.png'), 'test')
+    assert (tmp_path / 'sweep.png').stat().st_size > 1000
+
+
+def test_predict_power_law(bh):
+    pts = [(100, {'ok': True, 't': 1.0}), (200, {'ok': True, 't': 4.0})]
+    assert bh._predict(pts, 400, 't') == pytest.approx(16.0)  # exponent 2
+    pts = [(100, {'ok': True, 't': 1.0}), (200, {'ok': True, 't': 1.5})]
+    assert bh._predict(pts, 400, 't') == pytest.approx(3.0)  # exponent clamped to 1

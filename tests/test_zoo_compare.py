@@ -1,0 +1,169 @@
+"""tools/analysis_tools/zoo_compare.py finds the right twins in the installed mmseg's model zoo."""
+import csv
+import glob
+import importlib.util
+import io
+import json
+import os.path as osp
+import sys
+
+import pytest
+import yaml
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CFG = {
+    'sanet': osp.join(REPO, 'configs', 'sanet', 'sanet_r101-d8_4xb2-80k_cityscapes-512x1024.py'),
+    'ssanet': osp.join(REPO, 'configs', 'ssanet',
+                       'ssanet_r101-d8_4xb2-80k_cityscapes-512x1024.py'),
+    'gffnet': osp.join(REPO, 'configs', 'gffnet',
+                       'gffnet_r101-d8_4xb2-80k_cityscapes-512x1024.py'),
+}
+
+
+@pytest.fixture(scope='module')
+def zc():
+    spec = importlib.util.spec_from_file_location(
+        'zoo_compare', osp.join(REPO, 'tools', 'analysis_tools', 'zoo_compare.py'))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def metafile_model(name):
+    """Read the installed mmseg's metafiles directly (independently of the tool)."""
+    import mmseg
+    for meta in glob.glob(osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', '*',
+                                   'metafile.yaml')):
+        with open(meta) as f:
+            for model in yaml.safe_load(f).get('Models', []):
+                if model['Name'] == name:
+                    return model
+    raise AssertionError(f'{name} not in the installed mmseg metafiles')
+
+
+@pytest.mark.parametrize('algo,family', [('gffnet', 'pspnet'), ('ssanet', 'nonlocal_net'),
+                                         ('sanet', 'pspnet')])
+def test_cityscapes_r101_80k_twin(zc, algo, family):
+    from mmengine.config import Config
+    ours = zc.setting_of(Config.fromfile(CFG[algo]))
+    assert (ours.dataset, ours.crop, ours.iters, ours.backbone, ours.output_stride) == (
+        'CityscapesDataset', (512, 1024), 80000, 'ResNetV1c-101', 8)
+    match = zc.find_twin(ours)
+    assert match.exact, match.how
+    assert match.entry.family == family
+    # the twin's own config, parsed independently, trains exactly the same setting
+    import mmseg
+    twin = Config.fromfile(osp.join(osp.dirname(mmseg.__file__), '.mim', match.entry.config))
+    assert twin.train_cfg.max_iters == 80000
+    assert twin.model.backbone.depth == 101
+    assert twin.train_dataloader.dataset.type == 'CityscapesDataset'
+    assert tuple(twin.crop_size) == (512, 1024)
+    # the published number is the metafile's
+    model = metafile_model(match.entry.name)
+    assert match.entry.metrics['mIoU'] == model['Results']['Metrics']['mIoU']
+    assert match.entry.metrics.get('mIoU(ms+flip)') == \
+        model['Results']['Metrics'].get('mIoU(ms+flip)')
+    expected_name = {'pspnet': 'pspnet_r101-d8_4xb2-80k_cityscapes-512x1024',
+                     'nonlocal_net': 'nonlocal_r101-d8_4xb2-80k_cityscapes-512x1024'}[family]
+    assert match.entry.name == expected_name
+
+
+def test_partial_match_names_the_differences(zc):
+    from mmengine.config import Config
+    cfg = osp.join(REPO, 'configs', 'gffnet', 'gffnet_r101-d8_4xb2-100k_cityscapes-864x864.py')
+    ours = zc.setting_of(Config.fromfile(cfg))
+    match = zc.find_twin(ours)
+    assert not match.exact
+    assert match.setting.dataset == ours.dataset and match.setting.backbone == ours.backbone
+    assert 'crop' in match.how and '864x864' in match.how and 'iters' in match.how
+    # among the partial twins the closest crop area / schedule wins: 769x769 80k over 512x1024 40k
+    assert match.setting.crop == (769, 769) and match.setting.iters == 80000
+
+
+def test_unmatched_dataset_says_why(zc):
+    s = zc.Setting(dataset='NoSuchDataset', data_root=None, crop=(64, 64), iters=10, batch=1,
+                   backbone='ResNetV1c-50', output_stride=8, head='PSPHead')
+    match = zc.find_twin(s)
+    assert match.entry is None and 'NoSuchDataset' in match.how
+
+
+def test_read_work_dir(zc, tmp_path):
+    assert zc.read_work_dir(str(tmp_path / 'missing'))['mIoU'] is None
+    run = tmp_path / '20261122_010203'
+    (run / 'vis_data').mkdir(parents=True)
+    with open(run / 'vis_data' / 'scalars.json', 'w') as f:
+        f.write(json.dumps({'loss': 1.0, 'memory': 2048, 'step': 1}) + '\n')
+        f.write(json.dumps({'aAcc': 90.0, 'mIoU': 41.5, 'step': 100}) + '\n')
+        f.write(json.dumps({'aAcc': 91.0, 'mIoU': 43.25, 'step': 200}) + '\n')
+    res = zc.read_work_dir(str(tmp_path))
+    assert res['mIoU'] == 43.25 and res['memory_gb'] == 2.0
+    # log fallback for a run without scalars.json
+    other = tmp_path / 'wd2' / '20261122_020000'
+    other.mkdir(parents=True)
+    (other / '20261122_020000.log').write_text(
+        'Iter(val) [10/10]    aAcc: 80.0000  mIoU: 12.3400  mAcc: 20.0\n')
+    assert zc.read_work_dir(str(tmp_path / 'wd2'))['mIoU'] == 12.34
+
+
+def test_cli_csv_row(zc, tmp_path, capsys):
+    """One cheap config end to end: zoo number, our number, paper number, params of both."""
+    cfg = osp.join(REPO, 'configs', 'ssanet',
+                   'ssanet_mobilenet-v2-d16_4xb2-80k_cityscapes-512x1024.py')
+    run = tmp_path / 'wd' / '20261122_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    (run / 'scalars.json').write_text(json.dumps({'mIoU': 70.5, 'step': 80000}) + '\n')
+    zc.main([cfg, '--work-dir', str(tmp_path / 'wd'), '--format', 'csv'])
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 1
+    row = rows[0]
+    model = metafile_model(row['twin (mmseg zoo)'])
+    assert float(row['zoo mIoU']) == pytest.approx(model['Results']['Metrics']['mIoU'])
+    assert float(row['our mIoU']) == 70.5
+    with open(osp.join(REPO, 'configs', 'ssanet', 'metafile.yaml')) as f:
+        ours = [m for m in yaml.safe_load(f)['Models']
+                if osp.basename(m['Config']) == osp.basename(cfg)][0]
+    assert float(row['paper mIoU']) == pytest.approx(ours['Results']['Metrics']['mIoU'])
+    p_ours, p_twin = (float(v) for v in row['params ours / twin (M)'].split('/'))
+    assert 0 < p_ours and 0 < p_twin
+    assert 'partial' in row['match'] and 'output_stride' in row['match']
+
+
+def test_cli_rejects_mismatched_work_dirs(zc):
+    with pytest.raises(SystemExit):
+        zc.main([CFG['gffnet'], CFG['sanet'], '--work-dir', 'a'])
+
+
+def test_flops_of_the_sparse_attention_model(zc):
+    """SSANet's custom op cannot be traced: counted analytically on top of the traced rest."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'quickstart',
+                                   'ssanet_r18tiny-d8_1xb8-1k_synthcity-128x256.py'))
+    res = zc.complexity(cfg, (64, 128), with_flops=True)
+    assert res['flops'] and res['flops'] > 0, res
+    assert 'analytically' in res['note']
+    model = zc.build_inference_model(cfg)
+    blocks = [m for m in model.modules() if type(m).__name__ == 'SparseNonLocal2d']
+    assert blocks
+    # the analytic part alone: the traced rest is what remains and is positive
+    import mmseg_ext.models.utils.snl_block as snl_block
+    seen = []
+    real = snl_block.sparse_nonlocal_attention
+
+    def spy(query, key, value, offset, kernel_size, dilation=1, **kw):
+        seen.append((query.shape, value.shape, kernel_size))
+        return real(query, key, value, offset, kernel_size, dilation, **kw)
+
+    snl_block.sparse_nonlocal_attention = spy
+    try:
+        import torch
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 64, 128))
+    finally:
+        snl_block.sparse_nonlocal_attention = real
+    expected_op = 0
+    for q, v, k in seen:
+        kh, kw = (k, k) if isinstance(k, int) else k
+        expected_op += q[0] * q[2] * q[3] * kh * kw * (q[1] + v[1])
+    assert expected_op > 0
+    assert res['flops'] - expected_op > 0  # the convolutions were traced and counted too
