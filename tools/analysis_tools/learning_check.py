@@ -7,7 +7,7 @@
 
 Each (config, seed) is trained with ``tools/train.py`` (same schedule for every config unless
 ``--iters`` shortens all of them alike), evaluated on SynthCity val at the end, and the per-class
-table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`` are reused.
+table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`` are reused (with the same ``--iters`` only).
 Writes ``results.md`` (mean ± std over seeds; thin classes apart) and ``results.png``.
 Long: minutes per run on a CPU. It is a script, not a test.
 """
@@ -50,7 +50,11 @@ def run_one(config, seed, work_dir, iters, env):
     result_file = osp.join(work_dir, 'result.json')
     if osp.isfile(result_file):
         with open(result_file) as f:
-            return json.load(f)
+            res = json.load(f)
+        if res.get('iters') != iters:
+            raise ValueError(f'{work_dir} holds a run with --iters {res.get("iters")}, not {iters}: '
+                             'use another --out-dir for another schedule')
+        return res
     opts = [f'randomness.seed={seed}', 'randomness.deterministic=False']
     if iters:
         opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
@@ -67,7 +71,8 @@ def run_one(config, seed, work_dir, iters, env):
         raise RuntimeError(f'{" ".join(cmd)} failed:\n{log[-3000:]}')
     iou = parse_per_class(log)
     res = dict(config=osp.basename(config), seed=seed, iou=iou,
-               miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=time.time() - start)
+               miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=time.time() - start,
+               iters=iters)
     with open(result_file, 'w') as f:
         json.dump(res, f, indent=1)
     return res
