@@ -79,3 +79,28 @@ def test_predict_power_law(bh):
     assert bh._predict(pts, 400, 't') == pytest.approx(16.0)  # exponent 2
     pts = [(100, {'ok': True, 't': 1.0}), (200, {'ok': True, 't': 1.5})]
     assert bh._predict(pts, 400, 't') == pytest.approx(3.0)  # exponent clamped to 1
+
+
+def test_pair_times_both_whole_models(bh, tmp_path, capsys):
+    """--pair OURS TWIN: one train-step row per config, a project config next to a zoo config."""
+    ours = osp.join(REPO, 'configs', 'quickstart', 'sanet_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    twin = 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+    bh.main(['--heads', 'FCN', '--size', '32', '48', '--batch', '2', '--repeats', '1',
+             '--warmup', '0', '--threads', '1', '--pair', ours, twin, '--out-dir', str(tmp_path)])
+    pairs = json.loads((tmp_path / 'benchmark_heads.json').read_text())['pairs']
+    assert [p['config'] for p in pairs] == [ours, twin]
+    for p in pairs:
+        assert p['ok'], p
+        assert p['train_s'] > 0 and p['train_mem_mib'] >= 0
+    # the tiny quickstart SANet is far smaller than mmseg's R18-d8 FCN (~12M parameters)
+    assert pairs[0]['params'] < pairs[1]['params']
+    assert 10e6 < pairs[1]['params'] < 15e6
+    out = capsys.readouterr().out
+    assert 'Whole-model train step' in out and f'| {twin} | 32x48 | 2 |' in out
+
+
+def test_pair_rejects_a_missing_config(bh, capsys):
+    with pytest.raises(SystemExit):
+        bh.main(['--heads', 'FCN', '--size', '32', '32', '--pair', 'configs/nope.py',
+                 'mmseg::pspnet/nope.py'])
+    assert "--pair: config 'configs/nope.py' not found" in capsys.readouterr().err

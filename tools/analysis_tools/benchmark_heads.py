@@ -461,6 +461,10 @@ def main(argv=None):
         import torch
         if not torch.cuda.is_available():
             parser.error('--device cuda: CUDA is not available here; use --device cpu')
+    for cfg in args.pair or []:
+        if not osp.isfile(resolve_config(cfg)):
+            parser.error(f'--pair: config {cfg!r} not found (a project config path, or '
+                         "'mmseg::<family>/<name>.py' for an mmseg zoo config)")
     sizes = SWEEP_SIZES if args.sweep else [tuple(args.size)]
     rows = benchmark(heads, sizes, args)
     amp = ', AMP' if args.amp else ''
