@@ -226,6 +226,22 @@ class TestSparseNonLocalAttention:
         with pytest.raises(ValueError, match='use_mmcv_cuda'):
             sparse_nonlocal_attention(q, k, v, off, 3, use_mmcv_cuda=True)
 
+    @pytest.mark.skipif(not torch.cuda.is_available() or snl_mod._mmcv_msda_function() is None,
+                        reason='needs a GPU and mmcv compiled with CUDA')
+    @pytest.mark.parametrize('use_mmcv_cuda', [False, True])
+    def test_cuda_paths_match_reference(self, use_mmcv_cuda):
+        """Both CUDA paths (fused, and mmcv MSDA values) against the CPU reference, float64."""
+        cpu = [t.requires_grad_() for t in _inputs(2, 3, 2, 4, 5, (3, 3), 1.5)]
+        dev = [t.detach().cuda().requires_grad_() for t in cpu]
+        g = torch.randn(2, 2, 4, 5, dtype=F64)
+        out = sparse_nonlocal_attention(*dev, (3, 3), use_mmcv_cuda=use_mmcv_cuda)
+        ref = reference_snl(*cpu, (3, 3))
+        torch.testing.assert_close(out.cpu(), ref, rtol=1e-9, atol=1e-11)
+        got = torch.autograd.grad((out * g.cuda()).sum(), dev)
+        want = torch.autograd.grad((ref * g).sum(), cpu)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a.cpu(), b, rtol=1e-7, atol=1e-9)
+
     @pytest.mark.parametrize('change,match', [
         (dict(off_channels=16), 'offset must have 2\\*kh\\*kw = 18 channels'),
         (dict(kernel_size=(3, 4)), 'offset must have 2\\*kh\\*kw = 24 channels'),
