@@ -1,9 +1,24 @@
+import importlib.util
 import os
 import os.path as osp
+import sys
 
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def load_analysis_tool():
+    """Import a script of ``tools/analysis_tools`` (not a package) by its name."""
+    def load(name):
+        spec = importlib.util.spec_from_file_location(
+            name, osp.join(REPO, 'tools', 'analysis_tools', f'{name}.py'))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses resolve annotations through sys.modules
+        spec.loader.exec_module(mod)
+        return mod
+    return load
 
 
 @pytest.fixture(scope='session')

@@ -1,9 +1,7 @@
 """tools/analysis_tools/benchmark_heads.py measures every requested head (tiny sizes here)."""
 import argparse
-import importlib.util
 import json
 import os.path as osp
-import sys
 
 import pytest
 
@@ -11,13 +9,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
-def bh():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_heads', osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_heads.py'))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
+def bh(load_analysis_tool):
+    return load_analysis_tool('benchmark_heads')
 
 
 def test_one_row_per_requested_head(bh, tmp_path, capsys):

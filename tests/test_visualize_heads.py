@@ -5,7 +5,6 @@ head's input / the SNL block's reduced features, then the head's own modules cal
 the SNL weights against a brute-force float64 softmax, and the saved PNGs against the drawing of
 those arrays (and the drawing against its inverse), so the pictures can be trusted.
 """
-import importlib.util
 import os.path as osp
 
 import cv2
@@ -23,14 +22,6 @@ from mmseg_ext.visualization import head_maps as hm  # noqa: E402
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QS = osp.join(REPO, 'configs', 'quickstart', '{}_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
 POINTS = [(64, 128), (90, 40)]  # (y, x), inside both test images
-
-
-def _load_tool():
-    path = osp.join(REPO, 'tools', 'analysis_tools', 'visualize_heads.py')
-    spec = importlib.util.spec_from_file_location('visualize_heads', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope='module')
@@ -250,8 +241,8 @@ def test_checkpoint_is_loaded(models, images, tmp_path):
         np.testing.assert_array_equal(m, m2)
 
 
-def test_tool_writes_files_and_errors(images, tmp_path):
-    tool = _load_tool()
+def test_tool_writes_files_and_errors(images, tmp_path, load_analysis_tool):
+    tool = load_analysis_tool('visualize_heads')
     out = tmp_path / 'out'
     files = tool.main([QS.format('ssanet'), 'none', *images, '--out-dir', str(out),
                        '--points', '64,128', '10,10', '--scale', '2'])

@@ -1,11 +1,9 @@
 """tools/analysis_tools/zoo_compare.py finds the right twins in the installed mmseg's model zoo."""
 import csv
 import glob
-import importlib.util
 import io
 import json
 import os.path as osp
-import sys
 
 import pytest
 import yaml
@@ -21,13 +19,8 @@ CFG = {
 
 
 @pytest.fixture(scope='module')
-def zc():
-    spec = importlib.util.spec_from_file_location(
-        'zoo_compare', osp.join(REPO, 'tools', 'analysis_tools', 'zoo_compare.py'))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
+def zc(load_analysis_tool):
+    return load_analysis_tool('zoo_compare')
 
 
 def metafile_model(name):

@@ -381,7 +381,7 @@ def render_pairs(rows: List[dict]) -> str:
                          f'{r["train_mem_mib"]:.0f} | ok |')
         else:
             lines.append(f'| {r["config"]} | {r["size"]} | {r["batch"]} | - | - | - | '
-                         f'{r["status"]} |')
+                         f'{r["status"].replace("|", "/")} |')
     return '\n'.join(lines) + '\n'
 
 
