@@ -1,4 +1,4 @@
-"""CategoricalLoss (SANet Eq. 8): hand BCE, ignore_index, gradcheck."""
+"""CategoricalLoss (SANet Eq. 8): hand BCE for both targets, ignore_index, gradcheck, bad input."""
 import math
 
 import pytest
@@ -7,17 +7,20 @@ import torch
 import mmseg_ext  # noqa: F401  (registers the loss)
 from mmseg.registry import MODELS
 from mmseg_ext.models.losses.categorical_loss import (CategoricalLoss,
+                                                      frequency_targets,
                                                       presence_targets)
 
 
 def _bce_by_hand(logits, present, class_reduction='sum'):
-    """-1/N sum_n sum_j [y log s + (1-y) log(1-s)], written out in Python."""
+    """-1/N sum_n sum_j [y log s + (1-y) log(1-s)], written out in Python.
+    ``present[n]`` is a set of present classes (y = 1) or a dict class -> y."""
     per_image = []
     for n in range(logits.shape[0]):
         terms = []
         for j in range(logits.shape[1]):
             s = 1.0 / (1.0 + math.exp(-float(logits[n, j])))
-            y = 1.0 if j in present[n] else 0.0
+            y = (present[n].get(j, 0.0) if isinstance(present[n], dict) else
+                 1.0 if j in present[n] else 0.0)
             terms.append(-(y * math.log(s) + (1 - y) * math.log(1 - s)))
         per_image.append(
             sum(terms) if class_reduction == 'sum' else
@@ -48,7 +51,8 @@ def test_presence_targets_by_hand():
 def test_loss_matches_hand_bce(class_reduction):
     torch.manual_seed(0)
     logits = torch.randn(2, 5, dtype=torch.float64)
-    loss = CategoricalLoss(class_reduction=class_reduction, loss_weight=0.2)
+    loss = CategoricalLoss(target='presence', class_reduction=class_reduction,
+                           loss_weight=0.2)
     out = loss(logits, _label(), ignore_index=255)
     ref = 0.2 * _bce_by_hand(logits, [{0, 2}, {3}], class_reduction)
     assert out.dtype == torch.float64
@@ -60,7 +64,7 @@ def test_ignore_index_is_excluded():
     lab = _label()
     # pixels labelled 4 become ignored when ignore_index=4: class 4 absent
     lab[1, 0, 0] = 4
-    loss = CategoricalLoss()
+    loss = CategoricalLoss(target='presence')
     with_4 = loss(logits, lab, ignore_index=255)
     without_4 = loss(logits, lab, ignore_index=4)
     assert abs(with_4.item() - _bce_by_hand(logits, [{0, 2}, {3, 4}])) < 1e-12
@@ -79,7 +83,7 @@ def test_all_ignore_map_is_finite_all_absent_target():
 
 def test_precomputed_targets_and_weight_and_reductions():
     logits = torch.randn(2, 5, dtype=torch.float64)
-    target = presence_targets(_label(), 5).double()
+    target = frequency_targets(_label(), 5).double()
     loss = CategoricalLoss()
     torch.testing.assert_close(loss(logits, target), loss(logits, _label()))
     per_img = CategoricalLoss(reduction='none')(logits, target)
@@ -101,7 +105,7 @@ def test_mean_over_classes_equals_mmseg_sigmoid_ce():
     onehot = EncHead._convert_to_onehot_labels(label, 5)
     ref = MODELS.build(dict(type='CrossEntropyLoss', use_sigmoid=True))(
         logits, onehot)
-    out = CategoricalLoss(class_reduction='mean')(logits, label)
+    out = CategoricalLoss(target='presence', class_reduction='mean')(logits, label)
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
 
 
@@ -130,9 +134,81 @@ def test_bad_arguments(kwargs):
         CategoricalLoss(**kwargs)
 
 
+def test_unknown_keyword_is_not_swallowed():
+    with pytest.raises(TypeError, match='ignore_idx'):
+        MODELS.build(dict(type='CategoricalLoss', ignore_idx=0))
+    with pytest.raises(TypeError, match='ignore_idx'):
+        CategoricalLoss()(torch.randn(2, 5), _label(), ignore_idx=0)
+    with pytest.raises(ValueError, match='target'):
+        CategoricalLoss(target='soft')
+
+
+def test_bad_reduction_override():
+    with pytest.raises(ValueError, match='reduction_override'):
+        CategoricalLoss()(torch.randn(2, 5), _label(), reduction_override='bogus')
+
+
+@pytest.mark.parametrize('bad', [255.0, -1.0, 1.5])
+def test_precomputed_targets_outside_unit_interval(bad):
+    target = torch.zeros(2, 5)
+    target[1, 2] = bad
+    with pytest.raises(ValueError, match=r'\[0, 1\]'):
+        CategoricalLoss()(torch.randn(2, 5), target)
+
+
 def test_bad_shapes():
     loss = CategoricalLoss()
     with pytest.raises(ValueError, match='cls_score'):
         loss(torch.randn(2, 5, 1), _label())
-    with pytest.raises(ValueError, match='presence targets'):
+    with pytest.raises(ValueError, match='precomputed targets'):
         loss(torch.randn(2, 5), torch.zeros(2, 4))
+
+
+def test_frequency_targets_by_hand():
+    """Each class's share of the non-ignored pixels; ignored and out-of-range
+    pixels counted nowhere; an all-ignore image gives an all-zero row."""
+    lab = _label()
+    # image 0: 12 pixels, 2 of class 0, 1 of class 2, 9 ignored -> 2/3, 1/3
+    # image 1: 12 pixels of class 3, one turned into 7 (out of range)
+    lab[1, 0, 0] = 7
+    t = frequency_targets(lab, num_classes=5, ignore_index=255)
+    assert t.dtype == torch.float32
+    torch.testing.assert_close(t, torch.tensor([[2 / 3, 0, 1 / 3, 0, 0],
+                                                [0, 0, 0, 1, 0]]))
+    # ignore_index=3 leaves image 1 with no valid pixel: all-zero row
+    t3 = frequency_targets(lab, num_classes=5, ignore_index=3)
+    assert t3[1].tolist() == [0, 0, 0, 0, 0]
+    # (B, 1, H, W) maps give the same rows
+    torch.testing.assert_close(frequency_targets(lab[:, None], 5), t)
+
+
+@pytest.mark.parametrize('class_reduction', ['sum', 'mean'])
+def test_frequency_loss_matches_hand_bce(class_reduction):
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, dtype=torch.float64)
+    out = CategoricalLoss(class_reduction=class_reduction, loss_weight=0.2)(
+        logits, _label(), ignore_index=255)
+    ref = 0.2 * _bce_by_hand(logits, [{0: 2 / 3, 2: 1 / 3}, {3: 1.0}],
+                             class_reduction)
+    assert abs(out.item() - ref) < 1e-12
+
+
+def test_frequency_all_ignore_is_finite():
+    logits = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    label = torch.full((2, 3, 3), 255, dtype=torch.long)
+    out = CategoricalLoss()(logits, label)
+    assert torch.isfinite(out)
+    torch.testing.assert_close(
+        out, torch.nn.functional.softplus(logits).sum(1).mean())
+    out.backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_frequency_gradcheck_float64():
+    logits = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    label = torch.randint(0, 6, (3, 5, 5))
+    label[0] = 255
+    label[1, :2] = 255
+    loss = CategoricalLoss(target='frequency', loss_weight=0.2)
+    assert torch.autograd.gradcheck(
+        lambda x: loss(x, label, ignore_index=255), (logits, ))

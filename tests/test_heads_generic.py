@@ -28,7 +28,8 @@ CHANNELS = [8, 16, 24, 32]
 def build(name, **over):
     import mmseg_ext  # noqa: F401
     from mmseg.registry import MODELS
-    cfg = dict(copy.deepcopy(CASES[name]), num_classes=NUM_CLASSES, **over)
+    cfg = dict(copy.deepcopy(CASES[name]), num_classes=NUM_CLASSES)
+    cfg.update(over)
     return MODELS.build(cfg)
 
 
@@ -109,3 +110,28 @@ class TestHead:
     def test_typo_in_an_argument_is_an_error(self, name):
         with pytest.raises(TypeError):
             build(name, chanels=8)
+
+    def test_one_class_softmax_is_refused(self, name):
+        with pytest.raises(ValueError, match='num_classes=2, out_channels=1'):
+            build(name, num_classes=1)
+
+    def test_binary_needs_a_sigmoid_loss(self, name):
+        with pytest.raises(ValueError, match='use_sigmoid=True'):
+            build(name, num_classes=2, out_channels=1)
+
+    def test_binary_mode_trains_and_predicts(self, name):
+        sig = dict(type='CrossEntropyLoss', use_sigmoid=True)
+        extra = dict(loss_den=dict(sig, loss_weight=0.8, loss_name='loss_den')) \
+            if name == 'SAHead' else {}
+        head = build(name, num_classes=2, out_channels=1, loss_decode=sig, **extra).train()
+        ss = samples()
+        for s in ss:  # binary labels (0/1) with some ignored pixels
+            s.gt_sem_seg.data = torch.where(s.gt_sem_seg.data == 255, 255, s.gt_sem_seg.data % 2)
+        losses = head.loss(feats(), ss, dict())
+        total = sum(v.sum() for k, v in losses.items() if 'loss' in k)
+        assert torch.isfinite(total) and total > 0
+        total.backward()
+        meta = [dict(img_shape=IMG, pad_shape=IMG, ori_shape=IMG)] * 2
+        with torch.no_grad():
+            seg = head.eval().predict(feats(), meta, dict(mode='whole'))
+        assert seg.shape == (2, 1, *IMG)

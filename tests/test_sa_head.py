@@ -177,12 +177,76 @@ def test_losses_are_separate_and_weighted():
         up(t), label, ignore_index=255, reduction='sum') / label.numel()
     torch.testing.assert_close(losses['loss_ce'], ce(outs[1]))
     torch.testing.assert_close(losses['loss_den'], 0.8 * ce(outs[2]))
-    present = torch.zeros(2, 5)
+    freq = torch.zeros(2, 5)  # default target: class frequencies (§3.3)
     for n in range(2):
-        present[n, label[n][label[n] != 255].unique()] = 1
-    bce = F.binary_cross_entropy_with_logits(outs[3], present,
+        valid = label[n][label[n] != 255]
+        for j in range(5):
+            freq[n, j] = (valid == j).sum() / valid.numel()
+    bce = F.binary_cross_entropy_with_logits(outs[3], freq,
                                              reduction='none').sum(1).mean()
     torch.testing.assert_close(losses['loss_cat'], 0.2 * bce)
+
+
+def _up_maps(head, feats):
+    return [F.interpolate(cls(sa(x)), size=feats[0].shape[2:], mode='bilinear',
+                          align_corners=False)
+            for sa, cls, x in zip(head.sa_modules, head.sa_cls, feats)]
+
+
+@pytest.mark.parametrize('fusion', ['mean', 'deep'])
+def test_fixed_mask_fusions(fusion):
+    """'mean' and 'deep': Y_mask is the plain mean of the resized Y_SA_i
+    (no conv_mask); 'deep' puts L_mask on every Y_SA_i (mean of the losses)
+    and returns the maps as the last output."""
+    head = _head(mask_fusion=fusion, dropout_ratio=0.0)
+    head.init_weights()
+    assert head.conv_mask is None
+    feats, ss = _feats((33, 65)), _samples((33, 65))
+    outs = head(feats)
+    maps = _up_maps(head, feats)
+    torch.testing.assert_close(outs[1], torch.stack(maps).mean(0))
+    assert len(outs) == (5 if fusion == 'deep' else 4)
+    losses = head.loss_by_feat(outs, ss)
+    label = torch.stack([s.gt_sem_seg.data[0] for s in ss])
+
+    def ce(t):
+        up = F.interpolate(t, size=(33, 65), mode='bilinear', align_corners=False)
+        return F.cross_entropy(up, label, ignore_index=255, reduction='sum') / label.numel()
+    if fusion == 'deep':
+        torch.testing.assert_close(outs[4], torch.stack(maps))
+        ref = sum(ce(m) for m in maps) / len(maps)
+    else:
+        ref = ce(outs[1])
+    torch.testing.assert_close(losses['loss_ce'], ref)
+    assert set(losses) == {'loss_ce', 'loss_den', 'loss_cat', 'acc_seg'}
+
+
+@pytest.mark.parametrize('fusion', ['conv', 'mean', 'deep'])
+def test_mask_fusions_give_every_parameter_a_gradient(fusion):
+    head = _head(mask_fusion=fusion)
+    head.train()
+    losses = head.loss(_feats((33, 65)), _samples((33, 65)), train_cfg=dict())
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    for name, p in head.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # L_mask alone reaches the last SA block's classifier (Y_SA4) in every fusion
+    head.zero_grad()
+    outs = head(_feats((33, 65)))
+    loss = head.loss_by_feat(outs, _samples((33, 65)))['loss_ce']
+    loss.backward()
+    assert head.sa_cls[-1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('infer_mode', ['den_sa4', 'mask', 'den'])
+def test_deep_fusion_prediction_rules(infer_mode):
+    head = _head(mask_fusion='deep', infer_mode=infer_mode).eval()
+    feats = _feats((33, 65))
+    with torch.no_grad():
+        out = head(feats)
+        den = head.conv_seg(feats[-1])
+        sa4 = head.sa_cls[-1](head.sa_modules[-1](feats[-1]))
+    ref = {'den_sa4': den + sa4, 'den': den, 'mask': out[1]}[infer_mode]
+    torch.testing.assert_close(out[0], ref)
 
 
 def test_init_weights_mask_starts_as_mean_of_sa_maps():
@@ -248,6 +312,11 @@ def test_ablation_switches():
     (dict(loss_den=None), ValueError, "infer_mode='mask'"),
     (dict(channels=16), ValueError, 'channels=32'),
     (dict(den_num_convs=-1), ValueError, 'den_num_convs'),
+    (dict(mask_fusion='sum'), ValueError, 'mask_fusion'),
+    (dict(num_classes=1), ValueError, 'num_classes=2, out_channels=1'),
+    (dict(num_classes=2, out_channels=1,
+          loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)),
+     ValueError, "loss_den=dict(type='CrossEntropyLoss', use_sigmoid=True"),
 ])
 def test_bad_arguments_fail_at_construction(kwargs, exc, words):
     with pytest.raises(exc) as info:

@@ -3,11 +3,16 @@
     python tools/analysis_tools/learning_check.py \
         configs/quickstart/fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py \
         configs/quickstart/sanet_r18tiny-d8_1xb8-1k_synthcity-128x256.py \
-        --seeds 0 1 2 --out-dir work_dirs/learning_check [--iters N]
+        --seeds 0 1 2 --out-dir work_dirs/learning_check [--iters N] \
+        [--cfg-options model.decode_head.mask_fusion=deep --tag deep] \
+        [--test-variants den:model.decode_head.infer_mode=den mask:model.decode_head.infer_mode=mask]
 
 Each (config, seed) is trained with ``tools/train.py`` (same schedule for every config unless
 ``--iters`` shortens all of them alike), evaluated on SynthCity val at the end, and the per-class
 table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`` are reused (with the same ``--iters`` only).
+``--cfg-options`` changes the trained model of every config alike (the run is named with ``--tag``);
+``--test-variants LABEL:KEY=VALUE[,KEY=VALUE]`` also tests each final checkpoint with ``tools/test.py``
+under those options (a test-time switch, no retraining; added to finished runs too).
 Writes ``results.md`` (mean ± std over seeds; thin classes apart) and ``results.png``.
 Long: minutes per run on a CPU. It is a script, not a test.
 """
@@ -46,7 +51,34 @@ def parse_per_class(log_text):
     return iou
 
 
-def run_one(config, seed, work_dir, iters, env):
+def parse_variant(text):
+    """'LABEL:K=V,K=V' -> (LABEL, ['K=V', 'K=V'])."""
+    label, sep, opts = text.partition(':')
+    if not sep or not label or not opts or any('=' not in o for o in opts.split(',')):
+        raise argparse.ArgumentTypeError(
+            f'--test-variants takes LABEL:KEY=VALUE[,KEY=VALUE], got {text!r}')
+    return label, opts.split(',')
+
+
+def test_variant(config, work_dir, label, opts, env, iters):
+    """tools/test.py on the run's last checkpoint with ``opts``: {miou, iou}."""
+    ckpt = osp.join(work_dir, f'iter_{iters}.pth' if iters else 'latest.pth')
+    if not osp.isfile(ckpt):
+        with open(osp.join(work_dir, 'last_checkpoint')) as f:
+            ckpt = f.read().strip()
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'test.py'), config, ckpt, '--work-dir',
+           osp.join(work_dir, f'test_{label}'), '--cfg-options', *opts]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    with open(osp.join(work_dir, f'test_{label}.log'), 'w') as f:
+        f.write(log)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(cmd)} failed:\n{log[-3000:]}')
+    return dict(opts=opts, iou=parse_per_class(log),
+                miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]))
+
+
+def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=()):
     result_file = osp.join(work_dir, 'result.json')
     if osp.isfile(result_file):
         with open(result_file) as f:
@@ -54,11 +86,28 @@ def run_one(config, seed, work_dir, iters, env):
         if res.get('iters') != iters:
             raise ValueError(f'{work_dir} holds a run with --iters {res.get("iters")}, not {iters}: '
                              'use another --out-dir for another schedule')
-        return res
+        if res.get('train_opts', []) != list(train_opts):
+            raise ValueError(f'{work_dir} was trained with --cfg-options {res.get("train_opts")}, '
+                             f'not {list(train_opts)}: give this variant its own --tag')
+    else:
+        res = train_one(config, seed, work_dir, iters, env, train_opts)
+    todo = [(label, opts) for label, opts in variants
+            if res.get('tests', {}).get(label, {}).get('opts') != opts]
+    for label, opts in todo:
+        res.setdefault('tests', {})[label] = test_variant(config, work_dir, label, opts, env,
+                                                          iters)
+    if todo or not osp.isfile(result_file):
+        with open(result_file, 'w') as f:
+            json.dump(res, f, indent=1)
+    return res
+
+
+def train_one(config, seed, work_dir, iters, env, train_opts):
     opts = [f'randomness.seed={seed}', 'randomness.deterministic=False']
     if iters:
         opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
                  f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={iters}']
+    opts += list(train_opts)
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
            '--cfg-options', *opts]
     start = time.time()
@@ -72,9 +121,7 @@ def run_one(config, seed, work_dir, iters, env):
     iou = parse_per_class(log)
     res = dict(config=osp.basename(config), seed=seed, iou=iou,
                miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=time.time() - start,
-               iters=iters)
-    with open(result_file, 'w') as f:
-        json.dump(res, f, indent=1)
+               iters=iters, train_opts=list(train_opts))
     return res
 
 
@@ -90,10 +137,26 @@ def fmt(values):
     return f'{m:.1f} ± {s:.1f}'
 
 
+def short_name(res):
+    return res.get('short') or res['config'].split('_')[0]
+
+
+def expand_variants(results):
+    """One pseudo-run per (run, test variant), named 'config [label]'."""
+    out = []
+    for r in results:
+        out.append(r)
+        for label, t in r.get('tests', {}).items():
+            out.append(dict(r, config=f"{r['config']} [{label}]", short=f"{short_name(r)} [{label}]",
+                            iou=t['iou'], miou=t['miou']))
+    return out
+
+
 def write_report(results, out_dir, seeds, iters):
+    results = expand_variants(results)
     names = list(dict.fromkeys(r['config'] for r in results))
     by = {n: [r for r in results if r['config'] == n] for n in names}
-    short = {n: n.split('_')[0] for n in names}
+    short = {n: short_name(by[n][0]) for n in names}
     lines = [f'Seeds {seeds}; ' + (f'{iters} iterations each' if iters else 'schedule of each config'),
              '', '| config | mIoU | thin classes | context classes | train time / run |',
              '| --- | --- | --- | --- | --- |']
@@ -138,15 +201,27 @@ def main():
     parser.add_argument('--iters', type=int, default=None,
                         help='shorten every config to this many iterations (same for all)')
     parser.add_argument('--out-dir', default='work_dirs/learning_check')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='train every config with these changes (needs --tag)')
+    parser.add_argument('--tag', default='', help='suffix of the run names for --cfg-options')
+    parser.add_argument('--test-variants', nargs='+', type=parse_variant, default=[],
+                        metavar='LABEL:KEY=VALUE[,KEY=VALUE]',
+                        help='also test each final checkpoint with these options')
     args = parser.parse_args()
+    if bool(args.cfg_options) != bool(args.tag):
+        parser.error('--cfg-options and --tag go together: a changed model needs its own run name')
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
     results = []
     for seed in args.seeds:
         for config in args.configs:
-            name = osp.splitext(osp.basename(config))[0]
+            name = osp.splitext(osp.basename(config))[0] + (f'-{args.tag}' if args.tag else '')
             work = osp.join(args.out_dir, f'{name}_seed{seed}')
-            res = run_one(config, seed, work, args.iters, env)
+            res = run_one(config, seed, work, args.iters, env, args.cfg_options,
+                          args.test_variants)
+            if args.tag:
+                res['config'] = name
+                res['short'] = name.split('_')[0] + f'-{args.tag}'
             print(f"{name} seed {seed}: mIoU {res['miou']:.2f} ({res['seconds'] / 60:.1f} min)",
                   flush=True)
             results.append(res)

@@ -11,6 +11,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion
+from ..utils.head_checks import check_output_mode
 
 DFP_MODES = ('dense', 'literal')
 
@@ -118,6 +119,7 @@ class GFFHead(BaseDecodeHead):
             raise ValueError(f'align_level must be None or an index into '
                              f'in_channels (< {n_in}), got {align_level}')
         super().__init__(**kwargs)
+        check_output_mode(self)
         self.fusion_type = fusion
         self.use_dfp = use_dfp
         self.dfp_mode = dfp_mode

@@ -12,9 +12,11 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, SampleList
+from ..utils.head_checks import check_output_mode
 from ..utils.sa_module import build_head_module
 
 INFER_MODES = ('den_sa4', 'mask', 'den')
+MASK_FUSIONS = ('conv', 'mean', 'deep')
 
 
 @MODELS.register_module()
@@ -27,15 +29,30 @@ class SAHead(BaseDecodeHead):
     giving the class map ``Y_SA_i``. The ``Y_SA_i`` are resized to the first
     selected stage and concatenated (``n * K`` channels); from them
 
-    * ``Y_mask = conv1x1(concat)`` -> ``L_mask`` (CE, the head's
-      ``loss_decode``, logged as ``loss_ce``),
-    * ``y_cat = FC(GAP(concat))`` -> ``L_cat`` (``loss_cat``, BCE on class
-      presence, :class:`CategoricalLoss`),
+    * ``Y_mask`` -> ``L_mask`` (CE, the head's ``loss_decode``, logged as
+      ``loss_ce``), formed as ``mask_fusion`` says (below),
+    * ``y_cat = FC(GAP(concat))`` -> ``L_cat`` (``loss_cat``, BCE against
+      the class frequencies, :class:`CategoricalLoss`),
 
     and from the last selected stage (stage 4) an FCN branch (``den_num_convs``
     ConvModules of ``channels`` width + ``conv_seg``) gives ``Y_den`` ->
     ``L_den`` (``loss_den``, CE). Total loss ``L_mask + a L_cat + b L_den``
     (Eq. 6) with ``a = 0.2, b = 0.8`` (Fig. 4) as the loss weights.
+
+    How ``Y_mask`` comes from the ``Y_SA_i`` is not written in the paper
+    (Fig. 3: the SA heads' outputs are "aggregated" into class-wise masks that
+    "are supervised by corresponding categorical regions in ground truth").
+    ``mask_fusion`` names the reading:
+
+    * ``'conv'``: a learned 1x1 conv over the concatenated ``Y_SA_i``
+      (initialised to their mean); ``L_mask`` on its output;
+    * ``'mean'``: the fixed mean of the ``Y_SA_i``; ``L_mask`` on it;
+    * ``'deep'``: every ``Y_SA_i`` is supervised by ``L_mask`` (the mean of
+      the per-map losses), ``Y_mask`` is their mean.
+
+    Only ``'deep'`` makes ``Y_SA4`` a class map by itself, which the
+    inference rule below adds to ``Y_den``; the choice of default is
+    measured in configs/sanet/README.md.
 
     Inference (``infer_mode='den_sa4'``, §3.3: "the regularized dense
     segmentation prediction of a SANet is Y_den + Y_SA4"): ``Y_den + Y_SA_n``,
@@ -46,8 +63,13 @@ class SAHead(BaseDecodeHead):
     ``loss_cat=None`` removes the categorical branch; ``loss_den=None``
     removes the dense branch (then ``infer_mode`` must be ``'mask'``).
 
-    ``forward`` returns ``(seg_pred, Y_mask[, Y_den][, y_cat])``; ``seg_pred``
-    is what ``infer_mode`` selects and is what ``predict`` uses.
+    ``forward`` returns ``(seg_pred, Y_mask[, Y_den][, y_cat][, Y_SA])``;
+    ``seg_pred`` is what ``infer_mode`` selects and is what ``predict`` uses;
+    ``Y_SA`` (only with ``mask_fusion='deep'``) stacks the resized
+    ``Y_SA_i`` as ``(n, B, K, H, W)``.
+
+    Binary segmentation (``out_channels=1``) needs sigmoid ``loss_decode``
+    and ``loss_den``; a softmax one is refused at construction.
 
     Args:
         module_type (str): ``'sa'`` (paper), ``'se'`` or ``'conv'``.
@@ -69,6 +91,8 @@ class SAHead(BaseDecodeHead):
             1x1 classifier); then ``channels`` must equal ``in_channels[-1]``.
             ``den_num_convs=1, channels=512`` is mmseg's FCNHead. Default: 0.
         den_kernel_size (int): Kernel of those convs. Default: 3.
+        mask_fusion (str): ``'conv'``, ``'mean'`` or ``'deep'`` (above).
+            Default: 'conv'.
         infer_mode (str): ``'den_sa4'`` (paper), ``'mask'`` or ``'den'``.
         loss_cat (dict, optional): Categorical loss; None disables the branch.
         loss_den (dict, optional): Dense loss; None disables the branch.
@@ -84,6 +108,7 @@ class SAHead(BaseDecodeHead):
                  sa_kernel_size: int = 3,
                  den_num_convs: int = 0,
                  den_kernel_size: int = 3,
+                 mask_fusion: str = 'conv',
                  infer_mode: str = 'den_sa4',
                  loss_cat: OptConfigType = dict(
                      type='CategoricalLoss', loss_weight=0.2),
@@ -92,7 +117,7 @@ class SAHead(BaseDecodeHead):
                      loss_weight=0.8, loss_name='loss_den'),
                  **kwargs):
         self._check_args(kwargs, reduction, pool_ratio, den_num_convs,
-                         infer_mode, loss_den)
+                         mask_fusion, infer_mode, loss_den)
         use_den, use_cat = loss_den is not None, loss_cat is not None
         override = [dict(name='sa_cls')]  # conv_mask: see init_weights
         override += [dict(name='conv_seg')] if use_den else []
@@ -100,6 +125,7 @@ class SAHead(BaseDecodeHead):
         kwargs.setdefault('init_cfg',
                           dict(type='Normal', std=0.01, override=override))
         super().__init__(input_transform='multiple_select', **kwargs)
+        self.mask_fusion = mask_fusion
         self.infer_mode = infer_mode
         n, k = len(self.in_channels), self.out_channels
         self.sa_modules = nn.ModuleList()
@@ -116,7 +142,8 @@ class SAHead(BaseDecodeHead):
                 conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
                 act_cfg=self.act_cfg))
             self.sa_cls.append(nn.Conv2d(c // reduction, k, 1))
-        self.conv_mask = nn.Conv2d(n * k, k, 1)
+        self.conv_mask = nn.Conv2d(n * k, k, 1) \
+            if mask_fusion == 'conv' else None
         self.fc_cat = nn.Linear(n * k, self.num_classes) if use_cat else None
         self.loss_cat = MODELS.build(loss_cat) if use_cat else None
         self.loss_den = MODELS.build(loss_den) if use_den else None
@@ -131,12 +158,15 @@ class SAHead(BaseDecodeHead):
         else:
             self.den_convs = None
             del self.conv_seg  # Y_den is not computed without its loss
+        check_output_mode(self, [('loss_den', self.loss_den)])
 
     def init_weights(self):
         """``init_cfg`` (Normal(0.01) for the classifiers), then ``conv_mask``
         as the mean of the ``Y_SA_i``, so ``L_mask`` reaches every SA block
         from the start instead of through two small random 1x1 convs."""
         super().init_weights()
+        if self.conv_mask is None:
+            return
         n, k = len(self.in_channels), self.out_channels
         with torch.no_grad():
             weight = torch.eye(k).repeat(1, n) / n  # (k, n * k)
@@ -144,8 +174,8 @@ class SAHead(BaseDecodeHead):
             self.conv_mask.bias.zero_()
 
     @staticmethod
-    def _check_args(kwargs, reduction, pool_ratio, den_num_convs, infer_mode,
-                    loss_den):
+    def _check_args(kwargs, reduction, pool_ratio, den_num_convs, mask_fusion,
+                    infer_mode, loss_den):
         in_channels, in_index = kwargs.get('in_channels'), kwargs.get(
             'in_index', -1)
         if not isinstance(in_channels, (list, tuple)) or not isinstance(
@@ -169,6 +199,9 @@ class SAHead(BaseDecodeHead):
             raise ValueError(
                 'den_num_convs=0 classifies stage 4 directly: set channels='
                 f'{in_channels[-1]} (in_channels[-1])')
+        if mask_fusion not in MASK_FUSIONS:
+            raise ValueError(f'mask_fusion must be one of {MASK_FUSIONS}, '
+                             f'got {mask_fusion!r}')
         if infer_mode not in INFER_MODES:
             raise ValueError(f'infer_mode must be one of {INFER_MODES} '
                              f"(paper: 'den_sa4'), got {infer_mode!r}")
@@ -188,11 +221,15 @@ class SAHead(BaseDecodeHead):
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         inputs = self._transform_inputs(inputs)
         sa_maps = self._forward_feature(inputs)
-        concat = torch.cat([
+        maps = [
             resize(m, size=inputs[0].shape[2:], mode='bilinear',
                    align_corners=self.align_corners) for m in sa_maps
-        ], dim=1)
-        mask = self.conv_mask(concat)
+        ]
+        concat = torch.cat(maps, dim=1)
+        if self.conv_mask is not None:
+            mask = self.conv_mask(concat)
+        else:
+            mask = torch.stack(maps).mean(0)
         outs = [mask]
         den = None
         if self.den_convs is not None:
@@ -200,6 +237,8 @@ class SAHead(BaseDecodeHead):
             outs.append(den)
         if self.fc_cat is not None:
             outs.append(self.fc_cat(concat.mean(dim=(2, 3))))
+        if self.mask_fusion == 'deep':
+            outs.append(torch.stack(maps))
         if self.infer_mode == 'den_sa4':
             pred = den + resize(sa_maps[-1], size=den.shape[2:],
                                 mode='bilinear',
@@ -216,12 +255,21 @@ class SAHead(BaseDecodeHead):
     def loss_by_feat(self, seg_logits: Tuple[Tensor, ...],
                      batch_data_samples: SampleList) -> dict:
         """``L_mask`` (``loss_decode`` names, e.g. ``loss_ce``, and
-        ``acc_seg``) on ``Y_mask``, plus ``loss_den`` and ``loss_cat``."""
+        ``acc_seg``) on ``Y_mask`` (``mask_fusion='deep'``: the mean of the
+        losses of every ``Y_SA_i``), plus ``loss_den`` and ``loss_cat``."""
         outs = list(seg_logits[1:])
         mask = outs.pop(0)
         den = outs.pop(0) if self.loss_den is not None else None
         cat = outs.pop(0) if self.loss_cat is not None else None
-        losses = super().loss_by_feat(mask, batch_data_samples)
+        if self.mask_fusion == 'deep':
+            # the n maps as one batch of n * B against the labels repeated n
+            # times: mmseg's CE averages over all pixels, i.e. the mean of
+            # the n per-map losses (maps of one size, avg_non_ignore or not)
+            maps = outs.pop(0)
+            losses = super().loss_by_feat(
+                maps.flatten(0, 1), list(batch_data_samples) * len(maps))
+        else:
+            losses = super().loss_by_feat(mask, batch_data_samples)
         seg_label = self._stack_batch_gt(batch_data_samples).squeeze(1)
         if den is not None:
             den = resize(den, size=seg_label.shape[1:], mode='bilinear',

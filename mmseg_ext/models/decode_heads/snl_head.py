@@ -8,6 +8,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
+from ..utils.head_checks import check_output_mode
 from ..utils.snl_block import SparseNonLocal2d
 
 
@@ -97,6 +98,7 @@ class SNLHead(BaseDecodeHead):
                     f'in_index (e.g. in_channels=2048, in_index=3); got in_channels='
                     f'{in_channels!r}, in_index={in_index!r}')
         super().__init__(**kwargs)
+        check_output_mode(self)
         self.use_gp = use_gp
         self.use_decoder = use_decoder
         conv_kw = dict(conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)

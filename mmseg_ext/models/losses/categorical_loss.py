@@ -1,5 +1,5 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
-"""Image-level categorical (class-presence) loss, SANet Eq. 8."""
+"""Image-level categorical loss, SANet Eq. 8."""
 from typing import Optional
 
 import torch
@@ -9,19 +9,14 @@ from torch import Tensor
 
 from mmseg.registry import MODELS
 
+TARGETS = ('frequency', 'presence')
+REDUCTIONS = ('none', 'mean', 'sum')
 
-def presence_targets(seg_label: Tensor, num_classes: int,
-                     ignore_index: Optional[int] = 255) -> Tensor:
-    """Multi-hot ``(B, num_classes)`` targets: 1 where a class occurs in the
-    label map. Pixels equal to ``ignore_index`` or outside
-    ``[0, num_classes)`` are skipped, so an all-ignore map gives an all-zero
-    (all classes absent) row.
 
-    Args:
-        seg_label (Tensor): Label map ``(B, H, W)`` or ``(B, 1, H, W)``.
-        num_classes (int): Number of classes.
-        ignore_index (int, optional): Label value to skip.
-    """
+def _flat_labels(seg_label: Tensor, num_classes: int,
+                 ignore_index: Optional[int]) -> Tensor:
+    """``(B, H*W)`` labels with every pixel that is ``ignore_index`` or
+    outside ``[0, num_classes)`` moved to the dummy class ``num_classes``."""
     if seg_label.dim() == 4 and seg_label.size(1) == 1:
         seg_label = seg_label[:, 0]
     if seg_label.dim() != 3:
@@ -31,36 +26,84 @@ def presence_targets(seg_label: Tensor, num_classes: int,
     valid = (label >= 0) & (label < num_classes)
     if ignore_index is not None:
         valid &= label != ignore_index
-    # invalid pixels go to an extra dummy column that is dropped afterwards;
-    # scatter of a constant is deterministic whatever the duplicates.
-    index = torch.where(valid, label, torch.full_like(label, num_classes))
-    target = label.new_zeros((label.size(0), num_classes + 1),
-                             dtype=torch.float32)
-    target.scatter_(1, index, 1.0)
-    return target[:, :num_classes]
+    return torch.where(valid, label, torch.full_like(label, num_classes))
+
+
+def class_histogram(seg_label: Tensor, num_classes: int,
+                    ignore_index: Optional[int] = 255) -> Tensor:
+    """Per-image pixel counts ``(B, num_classes)`` (int64) of each class;
+    ``ignore_index`` and out-of-range pixels are not counted. Deterministic
+    on every device (integer ``bincount``, no float atomics)."""
+    label = _flat_labels(seg_label, num_classes, ignore_index)
+    b = label.size(0)
+    offset = torch.arange(b, device=label.device).view(-1, 1) * (
+        num_classes + 1)
+    counts = torch.bincount((label + offset).flatten(),
+                            minlength=b * (num_classes + 1))
+    return counts.view(b, num_classes + 1)[:, :num_classes]
+
+
+def presence_targets(seg_label: Tensor, num_classes: int,
+                     ignore_index: Optional[int] = 255,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
+    """Multi-hot ``(B, num_classes)`` targets: 1 where a class occurs in the
+    label map (EncNet's SE-loss target). Pixels equal to ``ignore_index`` or
+    outside ``[0, num_classes)`` are skipped, so an all-ignore map gives an
+    all-zero (all classes absent) row.
+
+    Args:
+        seg_label (Tensor): Label map ``(B, H, W)`` or ``(B, 1, H, W)``.
+        num_classes (int): Number of classes.
+        ignore_index (int, optional): Label value to skip.
+        dtype (torch.dtype): Of the result. Default: float32.
+    """
+    hist = class_histogram(seg_label, num_classes, ignore_index)
+    return (hist > 0).to(dtype)
+
+
+def frequency_targets(seg_label: Tensor, num_classes: int,
+                      ignore_index: Optional[int] = 255,
+                      dtype: torch.dtype = torch.float32) -> Tensor:
+    """Soft ``(B, num_classes)`` targets: each class's share of the image's
+    non-ignored pixels, i.e. the global average pool of the one-hot ground
+    truth (SANet §3.3: "y_nj is the average pooled results of Y^den"). Rows
+    sum to 1; an all-ignore map gives an all-zero row. Arguments as
+    :func:`presence_targets`."""
+    hist = class_histogram(seg_label, num_classes, ignore_index)
+    return hist.to(dtype) / hist.sum(1, keepdim=True).clamp(min=1).to(dtype)
 
 
 @MODELS.register_module()
 class CategoricalLoss(nn.Module):
-    """Binary cross-entropy between per-class presence logits and the set of
-    classes present in the label map (SANet Eq. 8, ``L_cat``)::
+    """Binary cross-entropy between per-class image-level logits and
+    per-class targets computed from the label map (SANet Eq. 8, ``L_cat``)::
 
         L_cat = -1/N sum_n sum_j [y_nj log s(x_nj)
                                   + (1 - y_nj) log(1 - s(x_nj))]
 
-    ``y_nj = 1`` iff class ``j`` occurs in image ``n`` (``ignore_index`` pixels
-    excluded). An image whose map is entirely ``ignore_index`` gets the
-    all-absent target (all ``y_nj = 0``), so the loss stays finite and pushes
-    every presence logit down, as mmseg's ``EncHead`` SE-loss target does.
+    What ``y_nj`` is, is a reading of the paper (``target``):
+
+    * ``'frequency'`` (default; §3.3: "y_nj is the average pooled results of
+      Y^den"): the average-pooled one-hot ground truth, i.e. the fraction of
+      the image's non-ignored pixels that belong to class ``j``, a soft target
+      in ``[0, 1]``;
+    * ``'presence'``: ``y_nj = 1`` iff class ``j`` occurs in image ``n``
+      (EncNet's SE-loss target; the project's choice until 2026-11).
+
+    ``ignore_index`` pixels are excluded from both. An image whose map is
+    entirely ``ignore_index`` gets the all-zero target, so the loss stays
+    finite and pushes every logit down, as mmseg's ``EncHead`` SE loss does.
 
     Eq. 8 sums over classes and averages over images (``class_reduction=
-    'sum'``, default); ``'mean'`` also averages over classes, which equals
-    ``CrossEntropyLoss(use_sigmoid=True)`` on multi-hot targets (EncNet).
+    'sum'``, default); ``'mean'`` also averages over classes, which with
+    ``target='presence'`` equals ``CrossEntropyLoss(use_sigmoid=True)`` on
+    multi-hot targets (EncNet).
 
     Any head may use it: ``loss(cls_score (B, K), seg_label (B, H, W),
-    ignore_index=255)``, or pass precomputed ``(B, K)`` presence targets.
+    ignore_index=255)``, or pass precomputed ``(B, K)`` targets in [0, 1].
 
     Args:
+        target (str): ``'frequency'`` (paper text) or ``'presence'``.
         class_reduction (str): ``'sum'`` (Eq. 8) or ``'mean'`` over classes.
         reduction (str): ``'mean'``, ``'sum'`` or ``'none'`` over images.
         loss_weight (float): Multiplier (SANet: alpha = 0.2, Fig. 4).
@@ -68,21 +111,41 @@ class CategoricalLoss(nn.Module):
     """
 
     def __init__(self,
+                 target: str = 'frequency',
                  class_reduction: str = 'sum',
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_cat'):
         super().__init__()
+        if target not in TARGETS:
+            raise ValueError(f"target must be 'frequency' (SANet §3.3) or "
+                             f"'presence' (EncNet), got {target!r}")
         if class_reduction not in ('sum', 'mean'):
             raise ValueError("class_reduction must be 'sum' (Eq. 8) or "
                              f"'mean', got {class_reduction!r}")
-        if reduction not in ('none', 'mean', 'sum'):
-            raise ValueError("reduction must be 'none', 'mean' or 'sum', got "
-                             f'{reduction!r}')
+        self._check_reduction('reduction', reduction)
+        if not loss_name.startswith('loss_'):
+            raise ValueError('loss_name must start with "loss_" to be added '
+                             f'to the total loss, got {loss_name!r}')
+        self.target = target
         self.class_reduction = class_reduction
         self.reduction = reduction
         self.loss_weight = loss_weight
         self._loss_name = loss_name
+
+    @staticmethod
+    def _check_reduction(name: str, value) -> None:
+        if value not in REDUCTIONS:
+            raise ValueError(f"{name} must be 'none', 'mean' or 'sum', got "
+                             f'{value!r}')
+
+    def targets(self, label: Tensor, num_classes: int,
+                ignore_index: Optional[int] = 255,
+                dtype: torch.dtype = torch.float32) -> Tensor:
+        """``(B, num_classes)`` targets of ``self.target``."""
+        fn = frequency_targets if self.target == 'frequency' else \
+            presence_targets
+        return fn(label, num_classes, ignore_index, dtype)
 
     def forward(self,
                 cls_score: Tensor,
@@ -90,13 +153,12 @@ class CategoricalLoss(nn.Module):
                 weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None,
-                ignore_index: Optional[int] = 255,
-                **kwargs) -> Tensor:
+                ignore_index: Optional[int] = 255) -> Tensor:
         """
         Args:
-            cls_score (Tensor): Presence logits ``(B, K)``.
+            cls_score (Tensor): Image-level logits ``(B, K)``.
             label (Tensor): Label map ``(B, H, W)`` / ``(B, 1, H, W)``, or
-                presence targets ``(B, K)`` in ``[0, 1]``.
+                precomputed targets ``(B, K)`` in ``[0, 1]``.
             weight (Tensor, optional): Per-image ``(B,)`` or per-entry
                 ``(B, K)`` weight.
             avg_factor (float, optional): Divide the summed per-image losses
@@ -107,16 +169,24 @@ class CategoricalLoss(nn.Module):
         if cls_score.dim() != 2:
             raise ValueError('cls_score must be (B, num_classes), got shape '
                              f'{tuple(cls_score.shape)}')
+        if reduction_override is not None:
+            self._check_reduction('reduction_override', reduction_override)
         reduction = reduction_override or self.reduction
         if label.dim() == 2:
             if label.shape != cls_score.shape:
                 raise ValueError(
-                    f'presence targets {tuple(label.shape)} must match '
+                    f'precomputed targets {tuple(label.shape)} must match '
                     f'cls_score {tuple(cls_score.shape)}')
+            if label.numel() and not bool(((label >= 0) & (label <= 1)).all()):
+                raise ValueError(
+                    'precomputed targets must lie in [0, 1], got values in '
+                    f'[{label.min().item()}, {label.max().item()}]; pass the '
+                    '(B, H, W) label map instead to have ignore_index pixels '
+                    'excluded')
             target = label.to(cls_score.dtype)
         else:
-            target = presence_targets(label, cls_score.size(1),
-                                      ignore_index).to(cls_score.dtype)
+            target = self.targets(label, cls_score.size(1), ignore_index,
+                                  cls_score.dtype)
         loss = F.binary_cross_entropy_with_logits(
             cls_score, target, reduction='none')
         if weight is not None:
