@@ -1,5 +1,5 @@
 # SANet R101-d8 on Pascal VOC 2012 + aug, the paper recipe (§4.1-4.4):
-# SGD, lr 0.0001 (VOC), batch 16 (= 4 GPUs x 4), poly (power 0.9,
+# SGD, lr 0.001 (from ImageNet weights, see the schedule base), batch 16 (= 4 GPUs x 4), poly (power 0.9,
 # decayed to 0), 80 epochs = ceil(80 * 10582 images / 16) = 52910 iterations,
 # rounded up to 53000 (whole thousands, mmseg naming; 80.14 epochs)
 # (10582 training images: §4.4). Weight decay is not stated in

@@ -18,3 +18,16 @@ train_pipeline = [
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
+# The paper's multi-scale test (Table 2 "+ MS", 81.8): "the final segmentation map is averaged from
+# segmentation probability maps with scales {0.75, 1, 1.25, 1.5, 1.75}" (Ablation Study for Improvement
+# Strategies); no flipping is mentioned, so unlike mmseg's cityscapes.py (scales 0.5-1.75, with flip) there
+# is none. Used by `tools/test.py CONFIG CHECKPOINT --tta`: mmseg's SegTTAModel averages the softmax maps,
+# and each scale is predicted with the config's test_cfg (the sliding window).
+img_ratios = [0.75, 1.0, 1.25, 1.5, 1.75]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
+                    [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]])
+]
