@@ -104,10 +104,10 @@ def _point_geometry(off_ptr, rows, row_mask, j, H, W, dil, K: tl.constexpr, KH: 
     wy1 = tl.where(vy1, ly, 0.0)
     wx0 = tl.where(vx0, 1.0 - lx, 0.0)
     wx1 = tl.where(vx1, lx, 0.0)
-    dwy0 = tl.where(vy0, -1.0, 0.0).to(ACC)
-    dwy1 = tl.where(vy1, 1.0, 0.0).to(ACC)
-    dwx0 = tl.where(vx0, -1.0, 0.0).to(ACC)
-    dwx1 = tl.where(vx1, 1.0, 0.0).to(ACC)
+    dwy0 = -(vy0.to(ACC))
+    dwy1 = vy1.to(ACC)
+    dwx0 = -(vx0.to(ACC))
+    dwx1 = vx1.to(ACC)
     r00 = (base + iy * W + ix).to(tl.int64)
     m00 = row_mask & vy0 & vx0
     m01 = row_mask & vy0 & vx1
