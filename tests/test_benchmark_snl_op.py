@@ -38,6 +38,15 @@ def test_cuda_methods_run_on_cpu_tensors(bench, op, method):
         assert bench._check_against_sparse(op, leaves, grad, run, 3) < 1e-5
 
 
+def test_triton_blocks_override(bench, op, monkeypatch):
+    pytest.importorskip('triton')
+    tk = op._triton_module()
+    for name in ('_BLOCK_N', '_MAX_BLOCK_C'):  # restored after the test
+        monkeypatch.setattr(tk, name, getattr(tk, name))
+    bench._set_triton_blocks(op, '8,16')
+    assert (tk._BLOCK_N, tk._MAX_BLOCK_C) == (8, 16)
+
+
 def test_arguments_and_goal_lines(bench):
     args = bench.parse_args(['--device', 'cuda'])
     assert args.sizes == ['64x128', '128x256'] and args.methods == bench.CUDA_METHODS

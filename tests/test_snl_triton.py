@@ -67,7 +67,7 @@ def test_forward_and_gradients_match_reference(kernel_size, dilation, hw, off_sc
 
 def test_several_row_blocks_and_channel_tiles(monkeypatch):
     """Rows split over programs (last block partial) and channels over masked tiles."""
-    monkeypatch.setattr(TK, '_BLOCK_N', 16)
+    monkeypatch.setattr(TK, '_BLOCK_N', 8)
     monkeypatch.setattr(TK, '_MAX_BLOCK_C', 4)
     inputs = _to_device(make_inputs(2, 6, 9, 5, 7, (3, 2), 2.0))  # 70 rows; C=6, Cv=9
     _check_against_reference(inputs, (3, 2))

@@ -38,7 +38,8 @@ twin (``mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py``).
     python tools/analysis_tools/benchmark_heads.py --size 512 1024 --device cpu
     python tools/analysis_tools/benchmark_heads.py --heads SAHead PSPHead --size 64 64 --repeats 1
     python tools/analysis_tools/benchmark_heads.py --sweep --budget-time 20 --out-dir docs
-    python tools/analysis_tools/benchmark_heads.py --device cuda --heads SNL NL --snl-backend triton \
+    python tools/analysis_tools/benchmark_heads.py --device cuda --heads SNL NL \
+        --snl-backend triton \
         --pair configs/ssanet/ssanet_r101-d8_4xb2-80k_cityscapes-512x1024.py \
         mmseg::nonlocal_net/nonlocal_r101-d8_4xb2-80k_cityscapes-512x1024.py
 """

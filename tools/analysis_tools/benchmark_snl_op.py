@@ -32,6 +32,9 @@ i.e. the extra memory of the method. Methods:
 * ``sdpa_bf16``: dense attention with ``F.scaled_dot_product_attention`` in bf16, value width Cv;
   ``sdpa_bf16_cv=c``: the same with Cv = C (where flash attention applies).
 
+``--triton-blocks ROWS,CHANNELS`` overrides the Triton kernels' launch tile (query rows per
+program, widest channel tile; default 16,64) for a tuning sweep.
+
 Every (method, size) runs in a fresh subprocess, so that peak memory is not polluted by earlier
 runs and an out-of-memory error only costs its own row.
 
@@ -185,11 +188,20 @@ def _check_against_sparse(op, leaves, grad, run, k):
     return max(_max_rel_diff(a, b) for a, b in zip((out, ) + got, (ref, ) + want))
 
 
-def _child_cuda(method, h, w, k, c, cv, reps, warmup, seed):
+def _set_triton_blocks(op, blocks):
+    """Override the Triton launch tile, ``blocks`` = 'ROWS,CHANNELS' (powers of two)."""
+    rows, chans = (int(x) for x in blocks.split(','))
+    tk = op._triton_module()
+    tk._BLOCK_N, tk._MAX_BLOCK_C = rows, chans
+
+
+def _child_cuda(method, h, w, k, c, cv, reps, warmup, seed, triton_blocks=None):
     import torch
 
     torch.manual_seed(seed)
     op = _load_op_module()
+    if triton_blocks:
+        _set_triton_blocks(op, triton_blocks)
     leaves, grad, run = _make_case(method, h, w, k, c, cv, op, device='cuda')
 
     def fwd():
@@ -221,6 +233,8 @@ def _run_one(method, h, w, args):
     cmd = [sys.executable, os.path.abspath(__file__), '--child', method, f'{h}x{w}', '--k',
            str(args.k), '--c', str(args.c), '--cv', str(args.cv), '--reps', str(reps),
            '--warmup', str(args.warmup), '--device', args.device]
+    if args.triton_blocks:
+        cmd += ['--triton-blocks', args.triton_blocks]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         return dict(error=(res.stderr.strip().splitlines() or ['failed'])[-1][:200])
@@ -292,9 +306,10 @@ def _main_cuda(args):
     import torch
     if not torch.cuda.is_available():
         sys.exit('--device cuda: CUDA is not available here; use --device cpu')
+    blocks = f', Triton tile {args.triton_blocks}' if args.triton_blocks else ''
     print(f'{torch.cuda.get_device_name()}, torch {torch.__version__}, K={args.k ** 2}, '
           f'C={args.c}, Cv={args.cv}, B=1, median of {args.reps} after {args.warmup} warm-up '
-          f'(CUDA events); {time.strftime("%Y-%m-%d")}')
+          f'(CUDA events){blocks}; {time.strftime("%Y-%m-%d")}')
     rows, results = [], {}
     for size in args.sizes:
         h, w = map(int, size.split('x'))
@@ -334,6 +349,8 @@ def parse_args(argv=None):
     p.add_argument('--reps', type=int, default=None,
                    help='timed repetitions (default 3 on CPU, min reported; 20 on CUDA, median)')
     p.add_argument('--warmup', type=int, default=3, help='CUDA warm-up runs')
+    p.add_argument('--triton-blocks', default=None, metavar='ROWS,CHANNELS',
+                   help='CUDA: Triton launch tile, e.g. 16,64 (powers of two)')
     p.add_argument('--max-gb', type=float, default=12.0, help='CPU: skip runs estimated above')
     p.add_argument('--max-s', type=float, default=120.0, help='CPU: skip runs estimated above')
     p.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
@@ -356,7 +373,7 @@ def main(argv=None):
         h, w = map(int, args.child[1].split('x'))
         if args.device == 'cuda':
             res = _child_cuda(args.child[0], h, w, args.k, args.c, args.cv, args.reps,
-                              args.warmup, seed=0)
+                              args.warmup, seed=0, triton_blocks=args.triton_blocks)
         else:
             res = _child_cpu(args.child[0], h, w, args.k, args.c, args.cv, args.reps, seed=0)
         print(json.dumps(res))

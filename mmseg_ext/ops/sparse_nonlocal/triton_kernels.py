@@ -59,10 +59,12 @@ INTERPRETED: bool = _interpret_flag()
 #: registers. The paper's largest grid is 11 x 11 = 121.
 MAX_POINTS = 1024
 
-# Launch parameters (not tuned on a GPU yet; see docs/benchmarks.md).
-_BLOCK_N = 32
+# Launch parameters: query rows per program and the widest channel tile. Not timed on a GPU yet
+# (docs/benchmarks.md); chosen so that every kernel compiles for sm_90 without register spills,
+# which holds with <= 4 tile elements per thread (see :func:`_num_warps`): 16 x 64 tiles, 8 warps,
+# 128-185 registers per thread (bf16 and fp32 inputs, K=81; 32 x 64 tiles with 4 warps spill).
+_BLOCK_N = 16
 _MAX_BLOCK_C = 64
-_NUM_WARPS = 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,13 +320,19 @@ class _Geom:
         self.dil = dilation
         self.acc = acc
 
-    def consts(self) -> dict:
-        return dict(K=self.K, KH=self.kh, KW=self.kw, ACC=_TL_ACC[self.acc],
-                    num_warps=_NUM_WARPS)
+    def consts(self, block_c: int) -> dict:
+        """Compile-time arguments shared by all kernels, and the launch's warp count."""
+        return dict(K=self.K, KH=self.kh, KW=self.kw, ACC=_TL_ACC[self.acc], BLOCK_N=_BLOCK_N,
+                    BLOCK_C=block_c, num_warps=_num_warps(_BLOCK_N * block_c))
 
 
 def _block_c(c: int) -> int:
     return min(_MAX_BLOCK_C, triton.next_power_of_2(c))
+
+
+def _num_warps(tile_elems: int) -> int:
+    """Warps for a (rows x channels) tile: 4 elements per thread, 1 to 8 warps."""
+    return max(1, min(8, tile_elems // 128))
 
 
 def _launch_logits(q: Tensor, k: Tensor, off: Tensor, geo: _Geom, softmax: bool) -> Tensor:
@@ -332,8 +340,7 @@ def _launch_logits(q: Tensor, k: Tensor, off: Tensor, geo: _Geom, softmax: bool)
     out = torch.empty(R, geo.K, device=q.device, dtype=geo.acc)
     grid = (triton.cdiv(R, _BLOCK_N), )
     _logits_kernel[grid](q, k, off, out, R, geo.H, geo.W, C, geo.dil, SOFTMAX=softmax,
-                         BLOCK_N=_BLOCK_N, BLOCK_C=_block_c(C),
-                         BLOCK_K=triton.next_power_of_2(geo.K), **geo.consts())
+                         BLOCK_K=triton.next_power_of_2(geo.K), **geo.consts(_block_c(C)))
     return out
 
 
@@ -342,8 +349,7 @@ def _launch_values(v: Tensor, off: Tensor, s: Tensor, geo: _Geom) -> Tensor:
     out = torch.empty(R, CV, device=v.device, dtype=v.dtype)
     bc = _block_c(CV)
     grid = (triton.cdiv(R, _BLOCK_N), triton.cdiv(CV, bc))
-    _values_kernel[grid](v, off, s, out, R, geo.H, geo.W, CV, geo.dil, BLOCK_N=_BLOCK_N,
-                         BLOCK_C=bc, **geo.consts())
+    _values_kernel[grid](v, off, s, out, R, geo.H, geo.W, CV, geo.dil, **geo.consts(bc))
     return out
 
 
@@ -359,7 +365,7 @@ def _launch_bwd_values(g: Tensor, v: Tensor, off: Tensor, s: Tensor, goff: Optio
     _bwd_values_kernel[grid](g, v, off, s, ds if need_s else s, gv if need_v else v,
                              goff if goff is not None else s, R, geo.H, geo.W, CV, geo.dil,
                              NEED_V=need_v, NEED_S=need_s, NEED_OFF=goff is not None,
-                             BLOCK_N=_BLOCK_N, BLOCK_C=bc, **geo.consts())
+                             **geo.consts(bc))
     return ds, gv
 
 
@@ -375,7 +381,7 @@ def _launch_bwd_keys(q: Tensor, k: Tensor, off: Tensor, dl: Tensor, goff: Option
     _bwd_keys_kernel[grid](q, k, off, dl, gq if need_q else q, gk if need_k else k,
                            goff if goff is not None else dl, R, geo.H, geo.W, C, geo.dil,
                            NEED_Q=need_q, NEED_K=need_k, NEED_OFF=goff is not None,
-                           BLOCK_N=_BLOCK_N, BLOCK_C=bc, **geo.consts())
+                           **geo.consts(bc))
     return gq, gk
 
 
