@@ -3,7 +3,8 @@
 Without a GPU, ``tests/conftest.py`` sets ``TRITON_INTERPRET=1`` before triton is imported, and
 the kernels run in Triton's CPU interpreter on CPU tensors; with a GPU the same tests run the
 compiled kernels on CUDA tensors. Maps are tiny (the interpreter executes every block operation
-in numpy). Skipped where triton is not installed.
+in numpy). Skipped where triton is not installed. Because the interpreter accepts code that the
+compiler may reject, the last test also compiles every kernel for an sm_90 GPU (no GPU needed).
 
 bf16 / fp16 tolerance: the kernels read the low-precision inputs exactly and compute in float32,
 so against the float64 reference *on the same rounded inputs* the only sizeable error is the one
@@ -13,6 +14,11 @@ interpreter, whose fp32 -> bf16 store truncates. One ulp is <= 2^-7 |x| for bf16
 bits) and <= 2^-10 |x| for fp16 (11 bits): that is the ``rtol``, with an ``atol`` of 1e-5 of the
 tensor's largest value for the float32 accumulation noise near zero.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -128,3 +134,45 @@ def test_msda_composition_with_triton_logits():
     want = torch.autograd.grad(ref.sum(), ref_in)
     for a, b in zip(got, want):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-9, atol=1e-11)
+
+
+_AOT_SCRIPT = textwrap.dedent('''
+    import triton, triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from mmseg_ext.ops.sparse_nonlocal import triton_kernels as tk
+    assert not tk.INTERPRETED
+    def build(fn, ptrs, **consts):
+        sig = {a: ptrs.get(a, 'i32' if a in ('R', 'H', 'W', 'C', 'CV', 'dil') else 'constexpr')
+               for a in fn.arg_names}
+        k = triton.compile(ASTSource(fn, sig, constexprs=consts),
+                           target=GPUTarget('cuda', 90, 32), options=dict(num_warps=8))
+        assert k.asm['cubin'], fn.__name__
+    b, f = '*bf16', '*fp32'
+    base = dict(K=99, KH=9, KW=11, ACC=tl.float32, BLOCK_N=16, BLOCK_C=64)
+    build(tk._logits_kernel, dict(q_ptr=b, k_ptr=b, off_ptr=b, out_ptr=f), SOFTMAX=True,
+          BLOCK_K=128, **base)
+    build(tk._values_kernel, dict(v_ptr=b, off_ptr=b, s_ptr=f, out_ptr=b), **base)
+    build(tk._bwd_values_kernel, dict(g_ptr=b, v_ptr=b, off_ptr=b, s_ptr=f, ds_ptr=f, gv_ptr=f,
+          goff_ptr=f), NEED_V=True, NEED_S=True, NEED_OFF=True, **base)
+    build(tk._bwd_keys_kernel, dict(q_ptr=b, k_ptr=b, off_ptr=b, dl_ptr=f, gq_ptr=f, gk_ptr=f,
+          goff_ptr=f), NEED_Q=True, NEED_K=True, NEED_OFF=True, dil=1, **base)
+    print('compiled')
+''')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='with a GPU the tests above compile them')
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """The interpreter accepts code the compiler may reject: compile all four kernels (bf16
+    inputs, K=99 as 9x11, the dilation=1 specialisation) to an sm_90 cubin with the ptxas
+    bundled in triton's wheel; no GPU needed."""
+    try:
+        from triton.backends.nvidia import compiler as _  # noqa: F401
+    except ImportError:
+        pytest.skip("triton's NVIDIA backend is not installed")
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
+    proc = subprocess.run([sys.executable, '-c', _AOT_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and 'compiled' in proc.stdout, proc.stderr[-3000:]
