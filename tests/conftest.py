@@ -5,6 +5,15 @@ import sys
 
 import pytest
 
+# Triton decides when it is first imported (and when each @triton.jit kernel is decorated) whether
+# kernels are compiled or run by its CPU interpreter, process-wide. Without a GPU, let the Triton
+# backend of the SNL op run on CPU tensors in the interpreter (tests/test_snl_triton.py); with a
+# GPU the same tests run the compiled kernels on CUDA tensors. An explicit setting is kept.
+if 'TRITON_INTERPRET' not in os.environ:
+    import torch
+    if not torch.cuda.is_available():
+        os.environ['TRITON_INTERPRET'] = '1'
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 

@@ -97,3 +97,15 @@ def test_pair_rejects_a_missing_config(bh, capsys):
         bh.main(['--heads', 'FCN', '--size', '32', '32', '--pair', 'configs/nope.py',
                  'mmseg::pspnet/nope.py'])
     assert "--pair: config 'configs/nope.py' not found" in capsys.readouterr().err
+
+
+def test_snl_backend_reaches_every_snl_head(bh):
+    cfg = {'decode_head': [{'type': 'FCNHead'}, {'type': 'SNLHead', 'kernel_size': 3}]}
+    bh._set_snl_backend(cfg, 'triton')
+    assert cfg['decode_head'] == [{'type': 'FCNHead'}, {'type': 'SNLHead', 'kernel_size': 3,
+                                                          'backend': 'triton'}]
+    head = bh._build_from_cfg(bh.HEAD_CONFIGS['SNLHead'], 'decode_head', 'sparse')
+    assert head.snl.backend == 'sparse'
+    assert bh._build_from_cfg(bh.HEAD_CONFIGS['SNLHead'], 'decode_head').snl.backend == 'auto'
+    with pytest.raises(SystemExit):
+        bh.main(['--heads', 'SNL', '--snl-backend', 'cuda'])

@@ -151,6 +151,42 @@ def test_block_errors():
         SparseNonLocal2d(8, out_norm_cfg='BN')
 
 
+@pytest.mark.parametrize('kernel_size,k', [(99, 9801), ((9, 16), 144), ((16, 3), 48)])
+def test_block_refuses_grids_over_15_per_side(kernel_size, k):
+    """An int kernel_size is the grid side: 99 means K=9801, not the paper's K=99."""
+    with pytest.raises(ValueError, match=f'K={k} points.*kernel_size=\\(9, 11\\).*'
+                       'allow_large_kernel=True'):
+        SparseNonLocal2d(4, kernel_size=kernel_size)
+    block = SparseNonLocal2d(4, kernel_size=kernel_size, allow_large_kernel=True)
+    assert block.num_points == k
+    assert SparseNonLocal2d(4, kernel_size=15).num_points == 225  # the limit itself is fine
+
+
+def test_block_backend_option(monkeypatch):
+    import mmseg_ext.models.utils.snl_block as snl_block
+    with pytest.raises(ValueError, match="backend must be one of \\('auto', 'triton', "
+                       "'sparse', 'mmcv'\\)"):
+        SparseNonLocal2d(4, kernel_size=3, backend='cuda')
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs['backend'])
+        return args[2]
+
+    monkeypatch.setattr(snl_block, 'sparse_nonlocal_attention', spy)
+    for backend in ('auto', 'sparse', 'triton', 'mmcv'):
+        block = SparseNonLocal2d(4, kernel_size=3, backend=backend)
+        assert f"backend='{backend}'" in repr(block)
+        block(torch.randn(1, 4, 3, 3))
+    assert seen == ['auto', 'sparse', 'triton', 'mmcv']
+
+
+def test_block_unrunnable_backend_says_what_to_change():
+    block = SparseNonLocal2d(4, kernel_size=3, backend='mmcv')
+    with pytest.raises(ValueError, match="backend='mmcv' cannot run here.*backend='auto'"):
+        block(torch.randn(1, 4, 3, 3))
+
+
 # ----------------------------------------------------------------------------------------------
 # head
 # ----------------------------------------------------------------------------------------------
@@ -316,6 +352,18 @@ def test_head_errors():
         _head(use_gp='yes')
     with pytest.raises(TypeError, match='unexpected keyword'):
         _head(use_gpp=True)  # unknown option
+    with pytest.raises(ValueError, match='kernel_size=\\(9, 11\\)'):
+        _head(kernel_size=99)  # K=9801, refused at construction
+    with pytest.raises(ValueError, match='backend must be one of'):
+        _head(backend='gpu')
+
+
+def test_head_passes_backend_and_large_kernel_to_the_block():
+    head = _head(backend='sparse')
+    assert head.snl.backend == 'sparse'
+    assert _head().snl.backend == 'auto'
+    head = _head(kernel_size=(3, 17), allow_large_kernel=True)
+    assert head.snl.num_points == 51
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,84 +1,26 @@
 """Tests of ``mmseg_ext.ops.sparse_nonlocal_attention`` (SSANet's sparse non-local attention).
 
-Everything is compared with :func:`reference_snl`, an explicit loop over batch, pixels and
-sampling points with the textbook 4-corner bilinear formula, in float64 on tiny maps.
+Everything is compared with :func:`snl_reference.reference_snl`, an explicit loop over batch,
+pixels and sampling points with the textbook 4-corner bilinear formula, in float64 on tiny maps.
+These tests run the default backend on CPU (the chunked sparse path), the mmcv composition with
+mmcv's pure-PyTorch fallback, and the dispatch; the Triton kernels are tested in
+``test_snl_triton.py``.
 """
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mmseg_ext.ops import sparse_nonlocal_attention
 from mmseg_ext.ops import sparse_nonlocal as snl_mod
-from mmseg_ext.ops.sparse_nonlocal import pixel_to_msda_locations, sample_coordinates
-
-F64 = torch.float64
-
-
-def _pair(k):
-    return (k, k) if isinstance(k, int) else tuple(k)
-
-
-def _bilinear(feat, py, px):
-    """feat (C, H, W) at pixel-index point (py, px) (0-d tensors), zero outside the map."""
-    _, H, W = feat.shape
-    y0, x0 = math.floor(py.item()), math.floor(px.item())
-    ly, lx = py - y0, px - x0
-    val = feat.new_zeros(feat.shape[0])
-    for yy, xx, wgt in ((y0, x0, (1 - ly) * (1 - lx)), (y0, x0 + 1, (1 - ly) * lx),
-                        (y0 + 1, x0, ly * (1 - lx)), (y0 + 1, x0 + 1, ly * lx)):
-        if 0 <= yy < H and 0 <= xx < W:
-            val = val + wgt * feat[:, yy, xx]
-    return val
-
-
-def reference_snl(q, k, v, off, kernel_size, dilation=1):
-    """Slow, obviously-correct sparse non-local attention (loops; differentiable)."""
-    kh, kw = _pair(kernel_size)
-    B, _, H, W = q.shape
-    outs = []
-    for b in range(B):
-        pix = []
-        for y in range(H):
-            for x in range(W):
-                logits, vals = [], []
-                for a in range(kh):
-                    for c in range(kw):
-                        j = a * kw + c
-                        py = y + (a - (kh - 1) / 2) * dilation + off[b, 2 * j, y, x]
-                        px = x + (c - (kw - 1) / 2) * dilation + off[b, 2 * j + 1, y, x]
-                        logits.append((q[b, :, y, x] * _bilinear(k[b], py, px)).sum())
-                        vals.append(_bilinear(v[b], py, px))
-                s = torch.softmax(torch.stack(logits), 0)
-                pix.append((s[:, None] * torch.stack(vals)).sum(0))
-        outs.append(torch.stack(pix, -1).view(-1, H, W))
-    return torch.stack(outs)
-
-
-def _inputs(B, C, Cv, H, W, kernel_size, off_scale=1.5, dtype=F64, seed=0):
-    kh, kw = _pair(kernel_size)
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(B, C, H, W, generator=g, dtype=dtype)
-    k = torch.randn(B, C, H, W, generator=g, dtype=dtype)
-    v = torch.randn(B, Cv, H, W, generator=g, dtype=dtype)
-    off = torch.randn(B, 2 * kh * kw, H, W, generator=g, dtype=dtype) * off_scale
-    return q, k, v, off
+from mmseg_ext.ops.sparse_nonlocal import mmcv_msda, pixel_to_msda_locations, sample_coordinates
+from mmseg_ext.ops.sparse_nonlocal import sparse as snl_sparse
+from snl_reference import F64, MSDAPytorchShim, _bilinear, make_inputs, pair, reference_snl
 
 
 def _dense_nonlocal(q, k, v):
     B, Cv, H, W = v.shape
     a = torch.softmax(torch.einsum('bcn,bcm->bnm', q.flatten(2), k.flatten(2)), -1)
     return torch.einsum('bnm,bcm->bcn', a, v.flatten(2)).view(B, Cv, H, W)
-
-
-class MSDAPytorchShim:
-    """``MultiScaleDeformableAttnFunction.apply`` signature on top of mmcv's CPU fallback."""
-
-    @staticmethod
-    def apply(value, shapes, start, loc, attn, im2col_step):
-        from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
-        return multi_scale_deformable_attn_pytorch(value, shapes, loc, attn)
 
 
 class TestSparseNonLocalAttention:
@@ -93,7 +35,7 @@ class TestSparseNonLocalAttention:
         (3, 1, (1, 1), 0.7),  # single pixel, more entries than pixels
     ])
     def test_forward_matches_reference(self, kernel_size, dilation, hw, off_scale):
-        q, k, v, off = _inputs(2, 3, 2, *hw, kernel_size, off_scale)
+        q, k, v, off = make_inputs(2, 3, 2, *hw, kernel_size, off_scale)
         out = sparse_nonlocal_attention(q, k, v, off, kernel_size, dilation)
         ref = reference_snl(q, k, v, off, kernel_size, dilation)
         assert out.shape == (2, 2, *hw) and out.dtype == F64
@@ -109,14 +51,14 @@ class TestSparseNonLocalAttention:
     ])
     def test_gradcheck(self, kernel_size, dilation, off_scale, hw, chunk_rows, monkeypatch):
         if chunk_rows is not None:
-            monkeypatch.setattr(snl_mod, '_chunk_rows', lambda *args: chunk_rows)
-        inputs = [t.requires_grad_() for t in _inputs(2, 3, 2, *hw, kernel_size, off_scale)]
+            monkeypatch.setattr(snl_sparse, '_chunk_rows', lambda *args: chunk_rows)
+        inputs = [t.requires_grad_() for t in make_inputs(2, 3, 2, *hw, kernel_size, off_scale)]
         assert torch.autograd.gradcheck(
             lambda q, k, v, o: sparse_nonlocal_attention(q, k, v, o, kernel_size, dilation),
             inputs, eps=1e-6, atol=1e-6)
 
     def test_gradients_match_reference(self):
-        q, k, v, off = (t.requires_grad_() for t in _inputs(1, 3, 2, 3, 4, (2, 3), 1.5))
+        q, k, v, off = (t.requires_grad_() for t in make_inputs(1, 3, 2, 3, 4, (2, 3), 1.5))
         g = torch.randn(1, 2, 3, 4, dtype=F64)
         got = torch.autograd.grad((sparse_nonlocal_attention(q, k, v, off, (2, 3)) * g).sum(),
                                   (q, k, v, off))
@@ -126,7 +68,7 @@ class TestSparseNonLocalAttention:
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
     def test_partial_requires_grad(self):
-        q, k, v, off = _inputs(2, 3, 2, 4, 5, 3)
+        q, k, v, off = make_inputs(2, 3, 2, 4, 5, 3)
         full = [t.clone().requires_grad_() for t in (q, k, v, off)]
         grads = torch.autograd.grad(sparse_nonlocal_attention(*full, 3).sum(), full)
         for i in range(4):
@@ -136,8 +78,8 @@ class TestSparseNonLocalAttention:
 
     @pytest.mark.parametrize('kernel_size,dilation', [(3, 1), (3, 2), ((3, 5), 1), (5, 1)])
     def test_zero_offsets_equal_unfold_neighbourhood(self, kernel_size, dilation):
-        kh, kw = _pair(kernel_size)
-        q, k, v, _ = _inputs(2, 4, 3, 5, 7, kernel_size)
+        kh, kw = pair(kernel_size)
+        q, k, v, _ = make_inputs(2, 4, 3, 5, 7, kernel_size)
         off = torch.zeros(2, 2 * kh * kw, 5, 7, dtype=F64)
         pad = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
         ku = F.unfold(k, (kh, kw), dilation=dilation, padding=pad).view(2, 4, kh * kw, 35)
@@ -150,7 +92,7 @@ class TestSparseNonLocalAttention:
     @pytest.mark.parametrize('hw', [(3, 5), (4, 6), (2, 3)])
     def test_every_pixel_once_equals_dense_nonlocal(self, hw):
         H, W = hw
-        q, k, v, _ = (t.requires_grad_() for t in _inputs(2, 4, 3, H, W, hw))
+        q, k, v, _ = (t.requires_grad_() for t in make_inputs(2, 4, 3, H, W, hw))
         # point j = (a, b) of query (y, x) must land on pixel (a, b):
         # y + a - (H - 1) / 2 + dy = a  ->  dy = (H - 1) / 2 - y (same for every point).
         dy = ((H - 1) / 2 - torch.arange(H, dtype=F64)).view(H, 1).expand(H, W)
@@ -168,7 +110,7 @@ class TestSparseNonLocalAttention:
     @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
     def test_low_precision_is_finite(self, dtype):
         # logits up to ~C * 30^2 overflow fp16 (max 65504) unless computed in fp32
-        q, k, v, off = _inputs(1, 16, 4, 6, 7, 3, dtype=torch.float32)
+        q, k, v, off = make_inputs(1, 16, 4, 6, 7, 3, dtype=torch.float32)
         q, k = q * 30, k * 30
         ref = reference_snl(*(t.double() for t in (q, k, v, off)), 3).float()
         # (a) fp32 inputs under autocast: output keeps value's dtype (fp32)
@@ -190,20 +132,20 @@ class TestSparseNonLocalAttention:
     @pytest.mark.parametrize('budget', [None, 1000])  # 1000 bytes: 4 rows per gather step
     def test_gather_sddmm_equals_sparse_sddmm(self, budget, monkeypatch):
         if budget is not None:
-            monkeypatch.setattr(snl_mod, '_CHUNK_BYTES', budget)
+            monkeypatch.setattr(snl_sparse, '_CHUNK_BYTES', budget)
         g = torch.Generator().manual_seed(1)
         a, b = torch.randn(30, 5, generator=g), torch.randn(40, 5, generator=g)
         cols = torch.randint(0, 40, (30, 12), generator=g)
         ref = (a[:, None, :] * b[cols]).sum(-1)
-        torch.testing.assert_close(snl_mod._sddmm(a, b, cols), ref)
-        torch.testing.assert_close(snl_mod._sddmm_gather(a, b, cols), ref)
+        torch.testing.assert_close(snl_sparse._sddmm(a, b, cols), ref)
+        torch.testing.assert_close(snl_sparse._sddmm_gather(a, b, cols), ref)
 
     @pytest.mark.parametrize('hw', [(5, 7), (4, 4)])
     def test_msda_locations_match_bilinear(self, hw):
         """mmcv's sampling convention (normalised, align_corners=False, (x, y)), checked with the
         same grid_sample call as mmcv's ``multi_scale_deformable_attn_pytorch``."""
         H, W = hw
-        _, _, v, off = _inputs(2, 1, 3, H, W, (2, 3), 2.0)
+        _, _, v, off = make_inputs(2, 1, 3, H, W, (2, 3), 2.0)
         sy, sx = sample_coordinates(off, (2, 3), dilation=2)
         loc = pixel_to_msda_locations(sy, sx, H, W)
         assert loc.shape == (2, H * W, 1, 1, 6, 2)
@@ -213,28 +155,72 @@ class TestSparseNonLocalAttention:
             torch.testing.assert_close(got[b, :, n, j], exp, rtol=1e-12, atol=1e-12)
 
     def test_msda_path_with_mmcv_pytorch_fallback(self):
+        """The mmcv composition (sparse logits, torch softmax, MSDA values) with mmcv's CPU
+        fallback in place of its CUDA function: forward and gradcheck."""
         pytest.importorskip('mmcv.ops.multi_scale_deform_attn')
-        inputs = [t.requires_grad_() for t in _inputs(2, 3, 2, 2, 3, (2, 3), 1.5)]
-        out = snl_mod._sparse_nonlocal(*inputs, 2, 3, 1, msda=MSDAPytorchShim)
-        torch.testing.assert_close(out, reference_snl(*inputs, (2, 3)), rtol=1e-10, atol=1e-12)
-        assert torch.autograd.gradcheck(
-            lambda q, k, v, o: snl_mod._sparse_nonlocal(q, k, v, o, 2, 3, 1, MSDAPytorchShim),
-            inputs, eps=1e-6, atol=1e-6)
+        inputs = [t.requires_grad_() for t in make_inputs(2, 3, 2, 2, 3, (2, 3), 1.5)]
 
-    def test_mmcv_cuda_request_without_cuda_raises(self):
-        q, k, v, off = _inputs(1, 2, 2, 3, 3, 3, dtype=torch.float32)
-        with pytest.raises(ValueError, match='use_mmcv_cuda'):
+        def run(q, k, v, o):
+            return snl_mod._attention(q, k, v, o, 2, 3, 1, 'mmcv', msda=MSDAPytorchShim,
+                                      logits='sparse')
+
+        torch.testing.assert_close(run(*inputs), reference_snl(*inputs, (2, 3)), rtol=1e-10,
+                                   atol=1e-12)
+        assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-6)
+
+    def test_removed_use_mmcv_cuda_says_what_to_use(self):
+        q, k, v, off = make_inputs(1, 2, 2, 3, 3, 3, dtype=torch.float32)
+        with pytest.raises(TypeError, match="use backend='mmcv' for use_mmcv_cuda=True"):
             sparse_nonlocal_attention(q, k, v, off, 3, use_mmcv_cuda=True)
+        with pytest.raises(TypeError, match="backend='auto'"):
+            sparse_nonlocal_attention(q, k, v, off, 3, use_mmcv_cuda=False)
 
-    @pytest.mark.skipif(not torch.cuda.is_available() or snl_mod._mmcv_msda_function() is None,
-                        reason='needs a GPU and mmcv compiled with CUDA')
-    @pytest.mark.parametrize('use_mmcv_cuda', [False, True])
-    def test_cuda_paths_match_reference(self, use_mmcv_cuda):
-        """Both CUDA paths (fused, and mmcv MSDA values) against the CPU reference, float64."""
-        cpu = [t.requires_grad_() for t in _inputs(2, 3, 2, 4, 5, (3, 3), 1.5)]
+    @pytest.mark.parametrize('backend', ['mmcv', 'triton'])
+    def test_cuda_backend_on_cpu_tensors_raises(self, backend, monkeypatch):
+        # a compiled (not interpreted) Triton module, as on a machine without TRITON_INTERPRET
+        compiled = type('FakeTritonModule', (), dict(INTERPRETED=False, MAX_POINTS=1024))
+        monkeypatch.setattr(snl_mod, '_triton_module', lambda: compiled)
+        q, k, v, off = make_inputs(1, 2, 2, 3, 3, 3, dtype=torch.float32)
+        with pytest.raises(ValueError, match=f"backend='{backend}' cannot run here: the "
+                           "tensors are on cpu.*Use backend='auto'.*or backend='sparse'"):
+            sparse_nonlocal_attention(q, k, v, off, 3, backend=backend)
+
+    def test_triton_missing_raises_and_auto_falls_back(self, monkeypatch):
+        monkeypatch.setattr(snl_mod, '_triton_module', lambda: None)
+        cuda = torch.device('cuda')  # resolution only looks at the device type
+        with pytest.raises(ValueError, match='triton package is not installed'):
+            snl_mod.resolve_backend('triton', cuda, 81)
+        assert snl_mod.resolve_backend('auto', cuda, 81) == 'sparse'
+
+    def test_auto_backend(self):
+        cpu, cuda = torch.device('cpu'), torch.device('cuda')
+        assert snl_mod.resolve_backend('auto', cpu, 81) == 'sparse'
+        assert snl_mod.resolve_backend('sparse', cuda, 81) == 'sparse'
+        if snl_mod._triton_module() is not None:
+            assert snl_mod.resolve_backend('auto', cuda, 121) == 'triton'
+            # more points than the Triton register tile takes: the sparse path
+            assert snl_mod.resolve_backend('auto', cuda, 99 * 99) == 'sparse'
+            with pytest.raises(ValueError, match='at most 1024 sampling points'):
+                snl_mod.resolve_backend('triton', cuda, 99 * 99)
+
+    @pytest.mark.parametrize('backend', ['cuda', 'Triton', None, 1])
+    def test_unknown_backend_raises(self, backend):
+        q, k, v, off = make_inputs(1, 2, 2, 3, 3, 3, dtype=torch.float32)
+        with pytest.raises(ValueError, match="backend must be one of \\('auto', 'triton'"):
+            sparse_nonlocal_attention(q, k, v, off, 3, backend=backend)
+
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+    @pytest.mark.parametrize('backend', ['sparse', 'mmcv', 'triton'])
+    def test_cuda_paths_match_reference(self, backend):
+        """Every CUDA backend against the CPU reference, float64."""
+        if backend == 'mmcv' and mmcv_msda.mmcv_msda_function() is None:
+            pytest.skip('needs mmcv compiled with CUDA')
+        if backend == 'triton' and snl_mod._triton_module() is None:
+            pytest.skip('needs triton')
+        cpu = [t.requires_grad_() for t in make_inputs(2, 3, 2, 4, 5, (3, 3), 1.5)]
         dev = [t.detach().cuda().requires_grad_() for t in cpu]
         g = torch.randn(2, 2, 4, 5, dtype=F64)
-        out = sparse_nonlocal_attention(*dev, (3, 3), use_mmcv_cuda=use_mmcv_cuda)
+        out = sparse_nonlocal_attention(*dev, (3, 3), backend=backend)
         ref = reference_snl(*cpu, (3, 3))
         torch.testing.assert_close(out.cpu(), ref, rtol=1e-9, atol=1e-11)
         got = torch.autograd.grad((out * g.cuda()).sum(), dev)

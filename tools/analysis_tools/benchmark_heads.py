@@ -27,6 +27,10 @@ against pixels; a size is skipped (and the table says so) when the head's previo
 to exceed ``--budget-time`` seconds per fwd+bwd step or ``--budget-mem`` GB (the prediction
 extrapolates the last two sizes with a power law, exponent clamped to [1, 2]).
 
+``--snl-backend`` chooses the implementation of the SSANet op in every SNLHead built (head rows and
+``--pair`` models): ``auto`` (the configs' default: Triton on CUDA, the sparse path on CPU),
+``triton``, ``sparse`` or ``mmcv``.
+
 ``--pair OURS TWIN`` additionally times one whole-model training step (``model.loss`` +
 backward, batch ``--batch`` at ``--size``) of two configs, e.g. a project config and its zoo
 twin (``mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py``).
@@ -34,6 +38,10 @@ twin (``mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py``).
     python tools/analysis_tools/benchmark_heads.py --size 512 1024 --device cpu
     python tools/analysis_tools/benchmark_heads.py --heads SAHead PSPHead --size 64 64 --repeats 1
     python tools/analysis_tools/benchmark_heads.py --sweep --budget-time 20 --out-dir docs
+    python tools/analysis_tools/benchmark_heads.py --device cuda --heads SNL NL \
+        --snl-backend triton \
+        --pair configs/ssanet/ssanet_r101-d8_4xb2-80k_cityscapes-512x1024.py \
+        mmseg::nonlocal_net/nonlocal_r101-d8_4xb2-80k_cityscapes-512x1024.py
 """
 from __future__ import annotations
 
@@ -170,7 +178,17 @@ def _sync(device):
     return lambda: None
 
 
-def _build_from_cfg(cfg_path: str, part: Optional[str]):
+def _set_snl_backend(model_cfg: dict, backend: Optional[str]) -> None:
+    """Set ``backend`` on every SNLHead among the model's decode heads (in place)."""
+    if backend is None:
+        return
+    heads = model_cfg.get('decode_head')
+    for head in heads if isinstance(heads, list) else [heads]:
+        if isinstance(head, dict) and head.get('type') == 'SNLHead':
+            head['backend'] = backend
+
+
+def _build_from_cfg(cfg_path: str, part: Optional[str], snl_backend: Optional[str] = None):
     import copy
 
     import mmseg_ext  # noqa: F401  (registers the project heads)
@@ -181,6 +199,7 @@ def _build_from_cfg(cfg_path: str, part: Optional[str]):
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(resolve_config(cfg_path))
     model_cfg = revert_sync_bn_cfg(copy.deepcopy(cfg.model.to_dict()))
+    _set_snl_backend(model_cfg, snl_backend)
     if part is not None:
         return MODELS.build(model_cfg[part])
     model_cfg['pretrained'] = None
@@ -192,7 +211,8 @@ def worker_head(job: dict) -> dict:
     import torch
     torch.manual_seed(0)
     device, (h, w), batch = job['device'], job['size'], job['batch']
-    head = _build_from_cfg(HEAD_CONFIGS[job['head']], 'decode_head').to(device)
+    head = _build_from_cfg(HEAD_CONFIGS[job['head']], 'decode_head',
+                           job.get('snl_backend')).to(device)
     params = sum(p.numel() for p in head.parameters())
     inputs = [torch.randn(batch, c, -(-h // s), -(-w // s), device=device) for c, s in STAGES]
     sync = _sync(device)
@@ -228,7 +248,7 @@ def worker_model(job: dict) -> dict:
     from mmseg.structures import SegDataSample
     torch.manual_seed(0)
     device, (h, w), batch = job['device'], job['size'], job['batch']
-    model = _build_from_cfg(job['config'], None).to(device).train()
+    model = _build_from_cfg(job['config'], None, job.get('snl_backend')).to(device).train()
     params = sum(p.numel() for p in model.parameters())
     num_classes = model.decode_head.num_classes
     inputs = torch.randn(batch, 3, h, w, device=device)
@@ -335,7 +355,8 @@ def benchmark(heads, sizes, args) -> List[dict]:
                            f'budget {args.budget_mem:g} GB)')
             else:
                 job = dict(head=head, size=[h, w], batch=args.batch, device=args.device,
-                           repeats=args.repeats, warmup=args.warmup, amp=args.amp)
+                           repeats=args.repeats, warmup=args.warmup, amp=args.amp,
+                           snl_backend=getattr(args, 'snl_backend', None))
                 timeout = 120 + 3 * (args.repeats + args.warmup) * args.budget_time
                 res = run_job(job, timeout, args.threads)
                 res['status'] = _status(res, args.device)
@@ -441,6 +462,10 @@ def main(argv=None):
     parser.add_argument('--pair', nargs=2, metavar=('OURS', 'TWIN'), default=None,
                         help='also time one whole-model train step of two configs '
                         '(mmseg::<family>/<name>.py for zoo configs)')
+    parser.add_argument('--snl-backend', default=None,
+                        choices=['auto', 'triton', 'sparse', 'mmcv'],
+                        help='backend of the sparse non-local op in SNLHead (default: the '
+                        "config's, 'auto')")
     parser.add_argument('--out-dir', default=None,
                         help='write benchmark_heads[_sweep].{md,json} (and the sweep plot)')
     parser.add_argument('--plot', default=None,
@@ -468,6 +493,8 @@ def main(argv=None):
     sizes = SWEEP_SIZES if args.sweep else [tuple(args.size)]
     rows = benchmark(heads, sizes, args)
     amp = ', AMP' if args.amp else ''
+    if args.snl_backend:
+        amp += f', SNL backend {args.snl_backend}'
     header = (f'device {args.device}{amp}, batch {args.batch}, median of {args.repeats} after '
               f'{args.warmup} warm-up, ResNet-50-d8 feature shapes; memory: '
               f'{next((r["mem_method"] for r in rows if r.get("mem_method")), "-")} over the '
@@ -478,7 +505,8 @@ def main(argv=None):
         h, w = args.size
         for cfg in args.pair:
             job = dict(config=cfg, size=[h, w], batch=args.batch, device=args.device,
-                       repeats=args.repeats, warmup=args.warmup, amp=args.amp)
+                       repeats=args.repeats, warmup=args.warmup, amp=args.amp,
+                       snl_backend=args.snl_backend)
             res = run_job(job, 600, args.threads)
             res.update(config=cfg, size=f'{h}x{w}', batch=args.batch,
                        status=_status(res, args.device))

@@ -1,69 +1,115 @@
 """Benchmark ``mmseg_ext.ops.sparse_nonlocal_attention`` against a naive and a dense version.
 
-Methods (all forward + backward w.r.t. every input, fp32, B=1):
+B=1, K = k*k, C query/key channels, Cv value channels, random offsets (std 2 px); forward +
+backward w.r.t. every input.
+
+``--device cpu`` (default), fp32:
 
 * ``naive``: ``grid_sample`` the keys and values at the N*K sampling points, then einsum
   (materialises N*K*(C+Cv) floats);
 * ``dense``: the dense non-local block ``softmax(Q^T K) V`` (N x N affinity);
-* ``ours``: :func:`mmseg_ext.ops.sparse_nonlocal_attention`.
+* ``ours``: :func:`mmseg_ext.ops.sparse_nonlocal_attention` (``backend='auto'``, on CPU the
+  chunked sparse path).
 
-Every (method, size) runs in a fresh subprocess so that peak memory is not polluted by earlier
-runs. The child reports its own ``ru_maxrss`` (``RUSAGE_SELF``) before running (after
-``import torch``, a warm-up of the same method on an 8x8 map and creating the inputs: the
-baseline) and at the end; the table shows the
-total peak RSS and the increment over the baseline ("extra", what the method itself needed).
-(``RUSAGE_CHILDREN`` in the parent would be the maximum over all children so far, so the
-child reports its own number instead.) Runs whose estimated memory exceeds ``--max-gb`` or time
-exceeds ``--max-s`` are skipped.
+The child reports its own ``ru_maxrss`` (``RUSAGE_SELF``) before running (after ``import torch``,
+a warm-up of the same method on an 8x8 map and creating the inputs: the baseline) and at the
+end; the table shows the total peak RSS and the increment over the baseline ("extra", what the
+method itself needed). (``RUSAGE_CHILDREN`` in the parent would be the maximum over all children
+so far, so the child reports its own number instead.) Runs whose estimated memory exceeds
+``--max-gb`` or time exceeds ``--max-s`` are skipped. Time = fastest of ``--reps``.
+
+``--device cuda``: forward (under ``no_grad``) and forward+backward timed separately with CUDA
+events (median of ``--reps`` after ``--warmup`` runs); memory = ``torch.cuda.max_memory_allocated``
+during one forward+backward minus the memory allocated before it (inputs and output gradient),
+i.e. the extra memory of the method. Methods:
+
+* ``triton`` / ``triton_bf16``: the op with ``backend='triton'``, fp32 / bf16 inputs; the fp32
+  row also reports the largest difference of the output and the four gradients from
+  ``backend='sparse'`` on the same inputs (relative to each tensor's largest magnitude);
+* ``mmcv``: ``backend='mmcv'`` (Triton logits, mmcv's CUDA MSDA for the values), fp32;
+* ``sparse``: ``backend='sparse'`` (the chunked path; slow on CUDA, not in the default list);
+* ``naive``, ``dense``: as above, fp32;
+* ``sdpa_bf16``: dense attention with ``F.scaled_dot_product_attention`` in bf16, value width Cv;
+  ``sdpa_bf16_cv=c``: the same with Cv = C (where flash attention applies).
+
+``--triton-blocks ROWS,CHANNELS`` overrides the Triton kernels' launch tile (query rows per
+program, widest channel tile; default 16,64) for a tuning sweep.
+
+Every (method, size) runs in a fresh subprocess, so that peak memory is not polluted by earlier
+runs and an out-of-memory error only costs its own row.
 
 Usage::
 
     python tools/analysis_tools/benchmark_snl_op.py [--sizes 32x64 64x128 128x256]
+    python tools/analysis_tools/benchmark_snl_op.py --device cuda [--sizes 64x128 128x256]
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
-# measured / scaled estimates used only to decide what to skip (seconds and bytes at N=64x128,
-# K=81, C=256, Cv=512 on a 2-core CPU), scaled with N (naive, ours) or N^2 (dense).
+# measured / scaled estimates used only to decide what to skip on CPU (seconds and bytes at
+# N=64x128, K=81, C=256, Cv=512 on a 2-core CPU), scaled with N (naive, ours) or N^2 (dense).
 _REF_N = 64 * 128
 _EST = dict(
     naive=dict(s=31.0, b=4.7e9, power=1),
     dense=dict(s=3.6, b=0.85e9, power=2),
     ours=dict(s=1.0, b=0.3e9, power=1),
 )
+CPU_METHODS = ['naive', 'dense', 'ours']
+CUDA_METHODS = ['triton', 'triton_bf16', 'mmcv', 'naive', 'dense', 'sdpa_bf16', 'sdpa_bf16_cv=c']
+ALL_CUDA_METHODS = CUDA_METHODS + ['sparse']
+# method -> (op backend or None, dtype name)
+_OP_METHODS = dict(ours=('auto', 'float32'), triton=('triton', 'float32'),
+                   triton_bf16=('triton', 'bfloat16'), mmcv=('mmcv', 'float32'),
+                   sparse=('sparse', 'float32'))
 
 
 def _load_op_module():
-    """Load mmseg_ext/ops/sparse_nonlocal.py by path: the op is pure torch, and not importing
-    mmseg/mmcv keeps the baseline RSS the same for all methods."""
+    """Load the package mmseg_ext/ops/sparse_nonlocal by path: the op is pure torch (plus
+    triton), and not importing mmseg/mmcv keeps the baseline RSS the same for all methods."""
     import importlib.util
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.path.join(root, 'mmseg_ext', 'ops', 'sparse_nonlocal.py')
-    spec = importlib.util.spec_from_file_location('_snl_op', path)
+    pkg = os.path.join(root, 'mmseg_ext', 'ops', 'sparse_nonlocal')
+    spec = importlib.util.spec_from_file_location(
+        '_snl_op', os.path.join(pkg, '__init__.py'), submodule_search_locations=[pkg])
     mod = importlib.util.module_from_spec(spec)
+    sys.modules['_snl_op'] = mod  # its submodules import relatively
     spec.loader.exec_module(mod)
     return mod
 
 
-def _make_case(method, h, w, k, c, cv, op):
+def _make_case(method, h, w, k, c, cv, op, device='cpu'):
     """Leaf inputs, output gradient and a closure running the method's forward."""
     import torch
     import torch.nn.functional as F
 
     kh = kw = k
     K = kh * kw
-    q = torch.randn(1, c, h, w, requires_grad=True)
-    key = torch.randn(1, c, h, w, requires_grad=True)
-    v = torch.randn(1, cv, h, w, requires_grad=True)
-    off = (torch.randn(1, 2 * K, h, w) * 2).requires_grad_()
-    if method == 'ours':
+    dtype = torch.bfloat16 if method.endswith('bf16') or method.startswith('sdpa') \
+        else torch.float32
+    if method == 'sdpa_bf16_cv=c':
+        cv = c
+
+    def leaf(*shape, scale=1.0):
+        return (torch.randn(*shape, device=device) * scale).to(dtype).requires_grad_()
+
+    if method.startswith('sdpa'):  # (B, heads, N, channels) layout, as SDPA takes it
+        q, key, v = leaf(1, 1, h * w, c), leaf(1, 1, h * w, c), leaf(1, 1, h * w, cv)
 
         def run():
-            return op.sparse_nonlocal_attention(q, key, v, off, (kh, kw))
+            return F.scaled_dot_product_attention(q, key, v)
+        return (q, key, v), torch.randn(1, 1, h * w, cv, device=device, dtype=dtype), run
+    q, key, v = leaf(1, c, h, w), leaf(1, c, h, w), leaf(1, cv, h, w)
+    off = leaf(1, 2 * K, h, w, scale=2.0)
+    if method in _OP_METHODS:
+        backend = _OP_METHODS[method][0]
+
+        def run():
+            return op.sparse_nonlocal_attention(q, key, v, off, (kh, kw), backend=backend)
     elif method == 'naive':
 
         def run():
@@ -79,11 +125,11 @@ def _make_case(method, h, w, k, c, cv, op):
             a = torch.bmm(q.flatten(2).transpose(1, 2), key.flatten(2)).softmax(-1)
             return torch.bmm(v.flatten(2), a.transpose(1, 2)).view(1, cv, h, w)
     else:
-        raise ValueError(method)
-    return (q, key, v, off), torch.randn(1, cv, h, w), run
+        raise ValueError(f'unknown method {method!r}')
+    return (q, key, v, off), torch.randn(1, cv, h, w, device=device, dtype=dtype), run
 
 
-def _child(method, h, w, k, c, cv, reps, seed):
+def _child_cpu(method, h, w, k, c, cv, reps, seed):
     import resource
 
     import torch
@@ -107,36 +153,95 @@ def _child(method, h, w, k, c, cv, reps, seed):
         times.append(time.perf_counter() - t0)
         del out
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps(dict(time=min(times), times=times, base=base, peak=peak)))
+    return dict(time=min(times), times=times, base=base, peak=peak)
+
+
+def _cuda_median_s(fn, reps, warmup):
+    """Median wall time of ``fn`` on the current CUDA stream, measured with CUDA events."""
+    import torch
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times)
+
+
+def _max_rel_diff(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30)).item()
+
+
+def _check_against_sparse(op, leaves, grad, run, k):
+    """Largest relative difference of output and gradients from ``backend='sparse'``."""
+    import torch
+    out = run()
+    got = torch.autograd.grad(out, leaves, grad)
+    ref = op.sparse_nonlocal_attention(*leaves, (k, k), backend='sparse')
+    want = torch.autograd.grad(ref, leaves, grad)
+    return max(_max_rel_diff(a, b) for a, b in zip((out, ) + got, (ref, ) + want))
+
+
+def _set_triton_blocks(op, blocks):
+    """Override the Triton launch tile, ``blocks`` = 'ROWS,CHANNELS' (powers of two)."""
+    rows, chans = (int(x) for x in blocks.split(','))
+    tk = op._triton_module()
+    tk._BLOCK_N, tk._MAX_BLOCK_C = rows, chans
+
+
+def _child_cuda(method, h, w, k, c, cv, reps, warmup, seed, triton_blocks=None):
+    import torch
+
+    torch.manual_seed(seed)
+    op = _load_op_module()
+    if triton_blocks:
+        _set_triton_blocks(op, triton_blocks)
+    leaves, grad, run = _make_case(method, h, w, k, c, cv, op, device='cuda')
+
+    def fwd():
+        with torch.no_grad():
+            run()
+
+    def fwd_bwd():
+        for t in leaves:
+            t.grad = None
+        run().backward(grad)
+
+    res = dict(fwd_s=_cuda_median_s(fwd, reps, warmup))
+    res['fwd_bwd_s'] = _cuda_median_s(fwd_bwd, reps, warmup)
+    for t in leaves:
+        t.grad = None
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fwd_bwd()
+    torch.cuda.synchronize()
+    res['extra_mib'] = (torch.cuda.max_memory_allocated() - base) / 2**20
+    if method == 'triton':
+        res['max_rel_diff_vs_sparse'] = _check_against_sparse(op, leaves, grad, run, k)
+    return res
 
 
 def _run_one(method, h, w, args):
-    reps = 1 if method == 'naive' else args.reps
-    cmd = [sys.executable, __file__, '--child', method, f'{h}x{w}', '--k', str(args.k),
-           '--c', str(args.c), '--cv', str(args.cv), '--reps', str(reps)]
+    reps = 1 if (method == 'naive' and args.device == 'cpu') else args.reps
+    cmd = [sys.executable, os.path.abspath(__file__), '--child', method, f'{h}x{w}', '--k',
+           str(args.k), '--c', str(args.c), '--cv', str(args.cv), '--reps', str(reps),
+           '--warmup', str(args.warmup), '--device', args.device]
+    if args.triton_blocks:
+        cmd += ['--triton-blocks', args.triton_blocks]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        return dict(error=res.stderr.strip().splitlines()[-1:] or ['failed'])
+        return dict(error=(res.stderr.strip().splitlines() or ['failed'])[-1][:200])
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--sizes', nargs='+', default=['32x64', '64x128', '128x256'])
-    p.add_argument('--methods', nargs='+', default=['naive', 'dense', 'ours'])
-    p.add_argument('--k', type=int, default=9, help='kernel side, K = k*k (paper: 81)')
-    p.add_argument('--c', type=int, default=256, help='query/key channels')
-    p.add_argument('--cv', type=int, default=512, help='value channels')
-    p.add_argument('--reps', type=int, default=3, help='timed repetitions (min is reported)')
-    p.add_argument('--max-gb', type=float, default=12.0, help='skip runs estimated above')
-    p.add_argument('--max-s', type=float, default=120.0, help='skip runs estimated above')
-    p.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        h, w = map(int, args.child[1].split('x'))
-        _child(args.child[0], h, w, args.k, args.c, args.cv, args.reps, seed=0)
-        return
-
+def _main_cpu(args):
     import torch
     print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, K={args.k ** 2}, '
           f'C={args.c}, Cv={args.cv}, B=1, fp32, forward+backward; '
@@ -173,6 +278,107 @@ def main():
         print(f'\nat {key}: time ours/dense = {o["time"] / d["time"]:.3f} (goal <= 0.5); '
               f'peak RSS ours/naive = {o["peak"] / n["peak"]:.3f}, extra memory ours/naive = '
               f'{(o["peak"] - o["base"]) / (n["peak"] - n["base"]):.3f} (goal <= 0.1)')
+    return results
+
+
+def _cuda_goals(results):
+    """Lines comparing the measured rows with the issue's goals (only those measured)."""
+    lines = []
+
+    def get(m, size, key):
+        return results.get((m, size), {}).get(key)
+
+    for size, goal in (('64x128', 1.0), ('128x256', 0.25)):
+        t, d = get('triton', size, 'fwd_bwd_s'), get('dense', size, 'fwd_bwd_s')
+        if t and d:
+            lines.append(f'{size}: triton fp32 fwd+bwd / dense fp32 = {t / d:.3f} '
+                         f'(goal <= {goal})')
+        t, n = get('triton', size, 'extra_mib'), get('naive', size, 'extra_mib')
+        if t is not None and n:
+            lines.append(f'{size}: extra memory triton / naive = {t / n:.3f} (goal <= 0.05)')
+    t = get('triton_bf16', '128x256', 'fwd_s')
+    if t:
+        lines.append(f'128x256: triton bf16 forward = {t * 1e3:.2f} ms (goal <= 2 ms)')
+    return lines
+
+
+def _main_cuda(args):
+    import torch
+    if not torch.cuda.is_available():
+        sys.exit('--device cuda: CUDA is not available here; use --device cpu')
+    blocks = f', Triton tile {args.triton_blocks}' if args.triton_blocks else ''
+    print(f'{torch.cuda.get_device_name()}, torch {torch.__version__}, K={args.k ** 2}, '
+          f'C={args.c}, Cv={args.cv}, B=1, median of {args.reps} after {args.warmup} warm-up '
+          f'(CUDA events){blocks}; {time.strftime("%Y-%m-%d")}')
+    rows, results = [], {}
+    for size in args.sizes:
+        h, w = map(int, size.split('x'))
+        for m in args.methods:
+            r = _run_one(m, h, w, args)
+            if 'error' in r:
+                rows.append((m, size, f'error: {r["error"]}', '', '', ''))
+                continue
+            results[(m, size)] = r
+            diff = r.get('max_rel_diff_vs_sparse')
+            rows.append((m, size, f'{r["fwd_s"] * 1e3:.2f}', f'{r["fwd_bwd_s"] * 1e3:.2f}',
+                         f'{r["extra_mib"]:.0f}', '' if diff is None else f'{diff:.1e}'))
+            print(f'  done {m} {size}', file=sys.stderr, flush=True)
+    print('\n| method | size (HxW) | fwd (ms) | fwd+bwd (ms) | extra memory fwd+bwd (MiB) '
+          '| max rel. diff vs sparse |')
+    print('|---|---|---|---|---|---|')
+    for r in rows:
+        print('| ' + ' | '.join(r) + ' |')
+    goals = _cuda_goals(results)
+    if goals:
+        print('\n' + '\n'.join(goals))
+    return results
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--sizes', nargs='+', default=None,
+                   help='HxW maps (default: 32x64 64x128 128x256 on CPU, 64x128 128x256 on '
+                   'CUDA)')
+    p.add_argument('--methods', nargs='+', default=None,
+                   help=f'default: {" ".join(CPU_METHODS)} on CPU, {" ".join(CUDA_METHODS)} '
+                   'on CUDA (also: sparse)')
+    p.add_argument('--k', type=int, default=9, help='kernel side, K = k*k (paper: 81)')
+    p.add_argument('--c', type=int, default=256, help='query/key channels')
+    p.add_argument('--cv', type=int, default=512, help='value channels')
+    p.add_argument('--reps', type=int, default=None,
+                   help='timed repetitions (default 3 on CPU, min reported; 20 on CUDA, median)')
+    p.add_argument('--warmup', type=int, default=3, help='CUDA warm-up runs')
+    p.add_argument('--triton-blocks', default=None, metavar='ROWS,CHANNELS',
+                   help='CUDA: Triton launch tile, e.g. 16,64 (powers of two)')
+    p.add_argument('--max-gb', type=float, default=12.0, help='CPU: skip runs estimated above')
+    p.add_argument('--max-s', type=float, default=120.0, help='CPU: skip runs estimated above')
+    p.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    cuda = args.device == 'cuda'
+    args.sizes = args.sizes or (['64x128', '128x256'] if cuda else ['32x64', '64x128', '128x256'])
+    args.methods = args.methods or (CUDA_METHODS if cuda else CPU_METHODS)
+    args.reps = args.reps or (20 if cuda else 3)
+    allowed = ALL_CUDA_METHODS if cuda else CPU_METHODS
+    bad = [m for m in args.methods if m not in allowed]
+    if bad:
+        p.error(f'--methods {bad} not available with --device {args.device}; choose from '
+                f'{allowed}')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        h, w = map(int, args.child[1].split('x'))
+        if args.device == 'cuda':
+            res = _child_cuda(args.child[0], h, w, args.k, args.c, args.cv, args.reps,
+                              args.warmup, seed=0, triton_blocks=args.triton_blocks)
+        else:
+            res = _child_cpu(args.child[0], h, w, args.k, args.c, args.cv, args.reps, seed=0)
+        print(json.dumps(res))
+        return res
+    return _main_cuda(args) if args.device == 'cuda' else _main_cpu(args)
 
 
 if __name__ == '__main__':

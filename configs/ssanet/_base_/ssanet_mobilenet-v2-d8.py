@@ -37,6 +37,9 @@ model = dict(
         use_gp=True,  # Table 1
         use_decoder=True,  # Table 1
         low_channels=48,  # not stated in the paper; DeepLabV3+ value
+        # SNL op implementation: 'auto' = Triton kernels on CUDA, the sparse path on CPU;
+        # also 'triton', 'sparse', 'mmcv' (mmseg_ext/ops/sparse_nonlocal/__init__.py)
+        backend='auto',
         dropout_ratio=0.1,  # mmseg default
         num_classes=19,
         norm_cfg=norm_cfg,

@@ -40,6 +40,9 @@ model = dict(
         use_gp=True,  # global average pooling branch (§3.3, Table 1)
         use_decoder=True,  # simple decoder with low-level features (§3.3, Table 1)
         low_channels=48,  # not stated in the paper; DeepLabV3+ value
+        # SNL op implementation: 'auto' = Triton kernels on CUDA, the sparse path on CPU;
+        # also 'triton', 'sparse', 'mmcv' (mmseg_ext/ops/sparse_nonlocal/__init__.py)
+        backend='auto',
         dropout_ratio=0.1,  # mmseg default (nonlocal_r50-d8)
         num_classes=19,
         norm_cfg=norm_cfg,

@@ -56,6 +56,11 @@ class SNLHead(BaseDecodeHead):
         use_gp (bool): add the global-average-pooling branch (Table 1 "+ GP"). Default: True.
         use_decoder (bool): add the low-level decoder (Table 1 "+ Decoder"). Default: True.
         low_channels (int): channels of the reduced low-level features. Default: 48.
+        backend (str): implementation of the SNL op: ``'auto'`` (Triton on CUDA, the chunked
+            sparse path on CPU), ``'triton'``, ``'sparse'`` or ``'mmcv'`` (mmcv's CUDA MSDA
+            for the values); see :mod:`mmseg_ext.ops.sparse_nonlocal`. Default: 'auto'.
+        allow_large_kernel (bool): accept SNL grids larger than 15 per side (``kernel_size=99``
+            would mean K=9801; the paper's K=99 is ``(9, 11)``). Default: False.
     """
 
     def __init__(self,
@@ -67,9 +72,12 @@ class SNLHead(BaseDecodeHead):
                  use_gp=True,
                  use_decoder=True,
                  low_channels=48,
+                 backend='auto',
+                 allow_large_kernel=False,
                  **kwargs):
         for name, flag in (('use_gp', use_gp), ('use_decoder', use_decoder),
-                           ('use_scale', use_scale), ('zero_init_snl', zero_init_snl)):
+                           ('use_scale', use_scale), ('zero_init_snl', zero_init_snl),
+                           ('allow_large_kernel', allow_large_kernel)):
             if not isinstance(flag, bool):
                 raise TypeError(f'{name} must be True or False, got {flag!r}')
         in_channels, in_index = kwargs.get('in_channels'), kwargs.get('in_index', -1)
@@ -111,7 +119,9 @@ class SNLHead(BaseDecodeHead):
             dilation=dilation,
             reduction=reduction,
             use_scale=use_scale,
-            zero_init_out=zero_init_snl)
+            zero_init_out=zero_init_snl,
+            backend=backend,
+            allow_large_kernel=allow_large_kernel)
         enc_channels = self.channels
         if use_gp:
             self.gp = nn.Sequential(

@@ -8,8 +8,13 @@ import torch.nn as nn
 from torch import Tensor
 
 from ...ops import sparse_nonlocal_attention
+from ...ops.sparse_nonlocal import check_backend
 
 __all__ = ['SparseNonLocal2d']
+
+#: Largest sampling-grid side accepted without ``allow_large_kernel=True``; the paper's largest
+#: grid is 11 x 11 (K=121).
+MAX_KERNEL_SIDE = 15
 
 
 def _int_arg(name: str, value, minimum: int, example: str) -> int:
@@ -32,6 +37,18 @@ def _kernel_pair(kernel_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
             raise ValueError('kernel_size must hold positive ints, e.g. 9 for K=81 or '
                              f'(9, 11) for K=99, got {kernel_size!r}')
     return kh, kw
+
+
+def _check_kernel_size(kernel: Tuple[int, int], allow_large_kernel: bool) -> None:
+    """Refuse grids above :data:`MAX_KERNEL_SIDE` per side unless explicitly allowed: an int
+    ``kernel_size`` is the grid side, so ``kernel_size=99`` means 99 x 99 = 9801 points."""
+    kh, kw = kernel
+    if max(kh, kw) > MAX_KERNEL_SIDE and not allow_large_kernel:
+        raise ValueError(
+            f'kernel_size=({kh}, {kw}) samples K={kh * kw} points per query: an int kernel_size '
+            'is the side of the grid, not K. For the paper\'s K=99 use kernel_size=(9, 11) '
+            '(K=81: 9, K=121: 11); grids larger than '
+            f'{MAX_KERNEL_SIDE} per side need allow_large_kernel=True')
 
 
 class SparseNonLocal2d(nn.Module):
@@ -72,6 +89,11 @@ class SparseNonLocal2d(nn.Module):
             Default: None.
         zero_init_out (bool): zero-init ``gamma`` (or its norm) so the block starts as the
             identity. Default: True.
+        backend (str): implementation of the op, ``'auto'`` (Triton on CUDA, the chunked
+            sparse path on CPU), ``'triton'``, ``'sparse'`` or ``'mmcv'``; see
+            :mod:`mmseg_ext.ops.sparse_nonlocal`. Default: 'auto'.
+        allow_large_kernel (bool): accept grids larger than 15 per side (K > 225), which
+            are far beyond the paper's and slow. Default: False.
 
     Inspection: set ``keep_weights = True`` and each forward pass keeps the softmax weights it
     used, (B, K, H, W) detached, in ``last_weights`` (e.g. for
@@ -86,10 +108,14 @@ class SparseNonLocal2d(nn.Module):
                  value_channels: Optional[int] = None,
                  use_scale: bool = False,
                  out_norm_cfg: Optional[dict] = None,
-                 zero_init_out: bool = True) -> None:
+                 zero_init_out: bool = True,
+                 backend: str = 'auto',
+                 allow_large_kernel: bool = False) -> None:
         super().__init__()
         in_channels = _int_arg('in_channels', in_channels, 1, '512')
         self.kernel_size = _kernel_pair(kernel_size)
+        _check_kernel_size(self.kernel_size, allow_large_kernel)
+        self.backend = check_backend(backend)
         self.dilation = _int_arg('dilation', dilation, 1, '1')
         reduction = _int_arg('reduction', reduction, 1, '2')
         if in_channels // reduction < 1:
@@ -141,7 +167,7 @@ class SparseNonLocal2d(nn.Module):
         if self.use_scale:
             q = q / self.inter_channels**0.5
         out = sparse_nonlocal_attention(q, self.key(x), self.value(x), self.offset(x),
-                                        self.kernel_size, self.dilation,
+                                        self.kernel_size, self.dilation, backend=self.backend,
                                         return_weights=self.keep_weights)
         if self.keep_weights:
             out, self.last_weights = out
@@ -155,4 +181,5 @@ class SparseNonLocal2d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'kernel_size={self.kernel_size}, dilation={self.dilation}, '
-                f'use_scale={self.use_scale}, zero_init_out={self.zero_init_out}')
+                f'use_scale={self.use_scale}, zero_init_out={self.zero_init_out}, '
+                f'backend={self.backend!r}')

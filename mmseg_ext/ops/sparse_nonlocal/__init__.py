@@ -1,0 +1,196 @@
+"""Sparse non-local attention, the core op of SSANet's sparse non-local (SNL) block.
+
+Paper: "Sparse Spatial Attention Network for Semantic Segmentation" (SSANet), Sec. 3.2, Eqns. 4-7:
+every query pixel samples ``K = kh * kw`` key/value elements at a regular ``kh x kw`` grid around
+itself shifted by learned offsets, scores them with a dot product against its query, normalises the
+``K`` scores with a softmax (the sparse ``N x K`` affinity ``S``) and returns the ``S``-weighted sum
+of the bilinearly sampled values.
+
+Contract (every backend)
+------------------------
+* Point ``j = a * kw + b`` of query pixel ``(y, x)`` is sampled at
+  ``(y + (a - (kh - 1) / 2) * dilation + offset[:, 2j], x + (b - (kw - 1) / 2) * dilation +
+  offset[:, 2j + 1])`` in pixel-index coordinates (mmcv deform-conv layout dy, dx; even kernels
+  give half-pixel grid centres), bilinearly from its 4 corner pixels, a corner outside the map
+  contributing zero.
+* ``s = softmax_j(<query(y, x), key(sample_j)>)`` with no scaling, computed in float32 (float64
+  when an input is float64) whatever the input dtypes and autocast;
+  ``out(y, x) = sum_j s_j value(sample_j)`` in ``value``'s dtype.
+* Differentiable w.r.t. query, key, value and offset (no double backward). Memory is linear in
+  ``H * W``: nothing of size ``H*W*K*C`` is materialised.
+
+Backends (argument ``backend``)
+-------------------------------
+* ``'sparse'`` (:mod:`.sparse`): chunked SDDMM / SpMM in torch with a hand-written backward.
+  Any device; the CPU path.
+* ``'triton'`` (:mod:`.triton_kernels`): fused Triton kernels, one program per block of queries,
+  geometry recomputed in-kernel, only the softmax (N x K) saved. CUDA tensors; CPU tensors only
+  in Triton's interpreter (``TRITON_INTERPRET=1`` set before the first call; slow, for tests).
+  Inputs stay in their dtype (fp16 / bf16 / fp32 / fp64), accumulation in float32.
+* ``'mmcv'`` (:mod:`.mmcv_msda`): logits from the Triton kernel (the sparse path's where Triton
+  cannot run) and values from mmcv's CUDA ``MultiScaleDeformableAttnFunction``. CUDA tensors
+  and mmcv compiled with CUDA.
+* ``'auto'`` (default): ``'triton'`` on CUDA tensors when triton imports (and ``K`` fits its
+  register tile, :data:`.triton_kernels.MAX_POINTS`), else ``'sparse'``.
+
+Files: this one (contract, argument checks, dispatch), :mod:`.common` (checks, geometry, row
+layout), :mod:`.sparse`, :mod:`.triton_kernels`, :mod:`.mmcv_msda`.
+"""
+import functools
+import importlib
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from . import sparse as _sparse
+from .common import (check_inputs, compute_dtype, from_rows, offset_rows, sample_coordinates,
+                     to_rows)
+from .mmcv_msda import describe_unavailable as _mmcv_unavailable
+from .mmcv_msda import msda_attention, pixel_to_msda_locations
+
+__all__ = ['sparse_nonlocal_attention', 'sample_coordinates', 'pixel_to_msda_locations',
+           'BACKENDS', 'check_backend', 'resolve_backend']
+
+#: Accepted values of ``backend``.
+BACKENDS = ('auto', 'triton', 'sparse', 'mmcv')
+
+
+def check_backend(backend) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`, else a ValueError naming the choices."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}: \'auto\' = '
+                         "Triton on CUDA, the sparse path on CPU")
+    return backend
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_module():
+    """The :mod:`.triton_kernels` module, or None when triton cannot be imported.
+
+    Imported on first use: whether its kernels are compiled or interpreted is fixed then (by
+    ``TRITON_INTERPRET``)."""
+    try:
+        return importlib.import_module(f'{__name__}.triton_kernels')
+    except ImportError:
+        return None
+
+
+def triton_unavailable(device: torch.device, num_points: int) -> Optional[str]:
+    """Why ``backend='triton'`` cannot run on ``device`` with ``num_points`` per query, or None."""
+    mod = _triton_module()
+    if mod is None:
+        return 'the triton package is not installed (pip install triton)'
+    if num_points > mod.MAX_POINTS:
+        return (f'the Triton kernels take at most {mod.MAX_POINTS} sampling points per query, '
+                f'got K={num_points}')
+    if device.type == 'cuda':
+        return None
+    if device.type == 'cpu' and mod.INTERPRETED:
+        return None
+    return (f'the tensors are on {device.type}: the Triton kernels run on CUDA tensors (on CPU '
+            'only in Triton\'s slow interpreter, with TRITON_INTERPRET=1 set before the first '
+            'call)')
+
+
+def resolve_backend(backend: str, device: torch.device, num_points: int) -> str:
+    """The concrete backend (``'triton'``, ``'sparse'`` or ``'mmcv'``) for ``backend`` on
+    ``device``; ValueError saying what to change when the requested one cannot run there."""
+    check_backend(backend)
+    if backend == 'auto':
+        if device.type == 'cuda' and triton_unavailable(device, num_points) is None:
+            return 'triton'
+        return 'sparse'
+    reason = None
+    if backend == 'triton':
+        reason = triton_unavailable(device, num_points)
+    elif backend == 'mmcv':
+        reason = (f'the tensors are on {device.type}, and mmcv\'s op runs on CUDA tensors'
+                  if device.type != 'cuda' else _mmcv_unavailable())
+    if reason is not None:
+        raise ValueError(f"backend='{backend}' cannot run here: {reason}. Use backend='auto' "
+                         "(Triton on CUDA, the sparse path elsewhere) or backend='sparse' (any "
+                         "device); in a config, e.g. decode_head=dict(type='SNLHead', ..., "
+                         "backend='auto')")
+    return backend
+
+
+def sparse_nonlocal_attention(query: Tensor,
+                              key: Tensor,
+                              value: Tensor,
+                              offset: Tensor,
+                              kernel_size: Union[int, Tuple[int, int]],
+                              dilation: int = 1,
+                              backend: str = 'auto',
+                              return_weights: bool = False,
+                              *,
+                              use_mmcv_cuda: Optional[bool] = None
+                              ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    """Sparse non-local attention (SSANet, Eqns. 4-7); the contract is the module docstring.
+
+    Args:
+        query (Tensor): (B, C, H, W).
+        key (Tensor): (B, C, H, W).
+        value (Tensor): (B, Cv, H, W).
+        offset (Tensor): (B, 2K, H, W) with ``K = kh * kw``, channel ``2j`` = dy, ``2j+1`` = dx.
+        kernel_size (int | tuple[int, int]): sampling grid ``(kh, kw)``; the paper uses
+            K = 9, 49, 81, 99 (9x11) and 121.
+        dilation (int): spacing of the initial grid. Default: 1.
+        backend (str): ``'auto'`` (default), ``'triton'``, ``'sparse'`` or ``'mmcv'`` (see the
+            module docstring). A backend that cannot run on the inputs' device raises.
+        return_weights (bool): also return the softmax weights ``s`` the output was computed
+            with (detached; for inspection/visualisation). Default: False.
+        use_mmcv_cuda: removed; raises a TypeError saying which ``backend`` to use instead.
+
+    Returns:
+        Tensor: (B, Cv, H, W); with ``return_weights``, ``(out, s)`` where ``s`` (B, K, H, W)
+        is the softmax over the K points (float32, or float64 for float64 inputs), channel ``j``
+        for point ``j`` as in the offset layout.
+    """
+    if use_mmcv_cuda is not None:
+        raise TypeError("use_mmcv_cuda was replaced by backend: use backend='mmcv' for "
+                        "use_mmcv_cuda=True, backend='auto' (the default) otherwise")
+    kh, kw = check_inputs(query, key, value, offset, kernel_size, dilation)
+    resolved = resolve_backend(backend, query.device, kh * kw)
+    return _attention(query, key, value, offset, kh, kw, dilation, resolved,
+                      return_weights=bool(return_weights))
+
+
+def _attention(query: Tensor, key: Tensor, value: Tensor, offset: Tensor, kh: int, kw: int,
+               dilation: int, backend: str, msda=None, logits: Optional[str] = None,
+               return_weights: bool = False):
+    """:func:`sparse_nonlocal_attention` on checked inputs and a concrete ``backend``.
+
+    ``msda`` (mmcv backend only): None = mmcv's CUDA function, or an object with its ``apply``
+    signature (tests pass a CPU shim around mmcv's ``multi_scale_deformable_attn_pytorch``).
+    ``logits`` (mmcv backend only): ``'triton'`` or ``'sparse'``; None = Triton where it can run.
+    """
+    B, C, H, W = query.shape
+    K = kh * kw
+    cdt = compute_dtype(query, key, value, offset)
+    geom = ((H, W), (kh, kw), dilation)
+    with torch.autocast(device_type=query.device.type, enabled=False):
+        if backend == 'triton':
+            # rows keep their dtype (fp16/bf16 are read as such); float64 makes all float64
+            dt = torch.float64 if cdt == torch.float64 else None
+            q, k, v = to_rows(query, dt), to_rows(key, dt), to_rows(value, dt)
+            out, s = _triton_module().triton_attention_rows(q, k, v, offset_rows(offset, K, dt),
+                                                            *geom)
+        else:
+            q, k, v = to_rows(query, cdt), to_rows(key, cdt), to_rows(value, cdt)
+            off = offset_rows(offset, K, cdt)
+            if backend == 'sparse':
+                out, s = _sparse.sparse_attention_rows(q, k, v, off, *geom)
+            elif backend == 'mmcv':
+                if logits is None:
+                    logits = 'sparse' if triton_unavailable(query.device, K) else 'triton'
+                fn = (_triton_module().triton_logits_rows if logits == 'triton' else
+                      _sparse.sparse_logits_rows)
+                out, s = msda_attention(q, k, v, off, offset, *geom, logits_fn=fn, msda=msda)
+            else:
+                raise ValueError(f'unknown concrete backend {backend!r}')
+    out = from_rows(out, B, H, W, value.dtype)
+    if not return_weights:
+        return out
+    return out, from_rows(s.detach(), B, H, W, s.dtype)
+

@@ -1,0 +1,116 @@
+"""Pieces shared by every backend of the sparse non-local op: argument checks, the sampling
+grid of the contract (:func:`sample_coordinates`) and the channels-last row layout.
+
+The contract itself is documented once, in the package docstring
+(:mod:`mmseg_ext.ops.sparse_nonlocal`).
+"""
+from typing import Tuple, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ['pair', 'check_inputs', 'sample_coordinates', 'compute_dtype', 'to_rows',
+           'offset_rows', 'from_rows']
+
+
+def pair(kernel_size) -> Tuple[int, int]:
+    """``kernel_size`` (int or pair of positive ints) as ``(kh, kw)``; ValueError otherwise."""
+    if isinstance(kernel_size, int) and not isinstance(kernel_size, bool):
+        kh = kw = kernel_size
+    elif isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2:
+        kh, kw = kernel_size
+    else:
+        raise ValueError('kernel_size must be an int or a pair (kh, kw) of ints, e.g. 9 or '
+                         f'(9, 11), got {kernel_size!r}')
+    if not all(isinstance(k, int) and not isinstance(k, bool) for k in (kh, kw)) \
+            or kh <= 0 or kw <= 0:
+        raise ValueError('kernel_size must hold positive ints, e.g. 9 or (9, 11), '
+                         f'got {kernel_size!r}')
+    return kh, kw
+
+
+def check_inputs(query, key, value, offset, kernel_size, dilation) -> Tuple[int, int]:
+    """Validate shapes, dtypes and devices of the op's inputs; returns ``(kh, kw)``."""
+    kh, kw = pair(kernel_size)
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation <= 0:
+        raise ValueError(f'dilation must be a positive int (e.g. 1), got {dilation!r}')
+    for name, t in (('query', query), ('key', key), ('value', value), ('offset', offset)):
+        if not isinstance(t, Tensor) or t.dim() != 4:
+            raise ValueError(f'{name} must be a 4-D tensor (B, C, H, W), got '
+                             f'{tuple(t.shape) if isinstance(t, Tensor) else type(t)}')
+        if not t.is_floating_point():
+            raise ValueError(f'{name} must be a floating point tensor, got {t.dtype}')
+    B, C, H, W = query.shape
+    if key.shape != query.shape:
+        raise ValueError(f'key must have the same shape as query {tuple(query.shape)} '
+                         f'(B, C, H, W), got {tuple(key.shape)}')
+    if value.shape[0] != B or value.shape[2:] != (H, W):
+        raise ValueError(f'value must be (B={B}, Cv, H={H}, W={W}) to match query, got '
+                         f'{tuple(value.shape)}')
+    K = kh * kw
+    if offset.shape[1] != 2 * K:
+        raise ValueError(f'offset must have 2*kh*kw = {2 * K} channels for kernel_size '
+                         f'({kh}, {kw}), got {offset.shape[1]}: make the offset conv output '
+                         f'{2 * K} channels or change kernel_size to match')
+    if offset.shape[0] != B or offset.shape[2:] != (H, W):
+        raise ValueError(f'offset must be (B={B}, {2 * K}, H={H}, W={W}) to match query, got '
+                         f'{tuple(offset.shape)}')
+    devs = {t.device for t in (query, key, value, offset)}
+    if len(devs) != 1:
+        raise ValueError(f'query, key, value and offset must be on one device, got {devs}')
+    return kh, kw
+
+
+def sample_coordinates(offset: Tensor, kernel_size: Union[int, Tuple[int, int]],
+                       dilation: int = 1) -> Tuple[Tensor, Tensor]:
+    """Absolute pixel-index sampling coordinates ``(sy, sx)``, each (B, H*W, K).
+
+    Point ``j = a * kw + b`` of query ``(y, x)`` is at
+    ``y + (a - (kh - 1) / 2) * dilation + offset[:, 2j]`` and
+    ``x + (b - (kw - 1) / 2) * dilation + offset[:, 2j + 1]`` (mmcv deform-conv layout: dy, dx).
+    """
+    kh, kw = pair(kernel_size)
+    B, _, H, W = offset.shape
+    K = kh * kw
+    dev, dt = offset.device, offset.dtype
+    ys = torch.arange(H, device=dev, dtype=dt).view(H, 1).expand(H, W).reshape(1, H * W, 1)
+    xs = torch.arange(W, device=dev, dtype=dt).view(1, W).expand(H, W).reshape(1, H * W, 1)
+    ga = (torch.arange(kh, device=dev, dtype=dt) - (kh - 1) / 2) * dilation
+    gb = (torch.arange(kw, device=dev, dtype=dt) - (kw - 1) / 2) * dilation
+    gy = ga.view(kh, 1).expand(kh, kw).reshape(1, 1, K)
+    gx = gb.view(1, kw).expand(kh, kw).reshape(1, 1, K)
+    off = offset.reshape(B, K, 2, H * W)
+    sy = (ys + gy) + off[:, :, 0].transpose(1, 2)
+    sx = (xs + gx) + off[:, :, 1].transpose(1, 2)
+    return sy, sx
+
+
+def compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """float64 if any input is float64, else float32: the dtype of logits and softmax."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def to_rows(x: Tensor, dtype: torch.dtype = None) -> Tensor:
+    """(B, C, H, W) -> contiguous channels-last rows (B*H*W, C), optionally cast.
+
+    A channels-last (NHWC-strided) input needs no copy; any other stride pattern is copied once.
+    """
+    B, C, H, W = x.shape
+    if dtype is not None:
+        x = x.to(dtype)
+    return x.permute(0, 2, 3, 1).reshape(B * H * W, C).contiguous()
+
+
+def offset_rows(offset: Tensor, K: int, dtype: torch.dtype = None) -> Tensor:
+    """(B, 2K, H, W) offsets -> contiguous (B*H*W, K, 2) rows of ``(dy, dx)`` per point."""
+    B, _, H, W = offset.shape
+    if dtype is not None:
+        offset = offset.to(dtype)
+    return offset.reshape(B, K, 2, H * W).permute(0, 3, 1, 2).reshape(B * H * W, K, 2) \
+        .contiguous()
+
+
+def from_rows(rows: Tensor, B: int, H: int, W: int, dtype: torch.dtype) -> Tensor:
+    """(B*H*W, C) rows -> contiguous (B, C, H, W) of ``dtype``."""
+    C = rows.shape[-1]
+    return rows.reshape(B, H, W, C).permute(0, 3, 1, 2).to(dtype).contiguous()
