@@ -65,3 +65,12 @@ def test_config_builds(path):
         model_cfg['backbone'].pop('init_cfg')
     model = MODELS.build(model_cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, REPO))
+def test_config_saves_rng_state_for_exact_resume(path):
+    """Every training config includes RNGStateHook (via configs/_base_/default_runtime.py)."""
+    cfg = Config.fromfile(path)
+    hooks = [h.get('type') for h in cfg.get('custom_hooks', [])]
+    assert 'RNGStateHook' in hooks, \
+        f"{osp.relpath(path, REPO)}: inherit '../_base_/default_runtime.py' (adds RNGStateHook)"
