@@ -7,6 +7,7 @@ globals that mmengine/mmseg checkpoints pickle, on every route mmengine loads a 
 resume) in mmengine's ``HOOKS``.
 """
 from . import checkpoint  # noqa: F401  (side effect: safe globals and loaders for checkpoints)
+from . import datasets  # noqa: F401  (side effect: SynthCityDataset in mmseg's DATASETS)
 from . import engine  # noqa: F401  (side effect: RNGStateHook in mmengine's HOOKS)
 from . import models  # noqa: F401  (side effect: registry entries)
 
