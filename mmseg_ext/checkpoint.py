@@ -172,10 +172,11 @@ def _describe_text(head: bytes) -> str | None:
 def _describe_zip(zf: zipfile.ZipFile) -> str | None:
     """Why a zip archive is not a ``torch.save`` checkpoint, or None if it is one."""
     names = zf.namelist()
+    if any(n == 'constants.pkl' or n.endswith('/constants.pkl') for n in names):
+        return ('a TorchScript archive (torch.jit.save), not a checkpoint of weights: load it with '
+                'torch.jit.load')
     if any(n == 'data.pkl' or n.endswith('/data.pkl') for n in names):
         return None
-    if any(n.endswith('constants.pkl') for n in names):
-        return 'a TorchScript archive (torch.jit.save): load it with torch.jit.load'
     return (f'a zip archive without a data.pkl record ({len(names)} entries, e.g. '
             f'{names[:3]}), not a torch.save checkpoint')
 
