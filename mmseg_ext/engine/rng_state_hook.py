@@ -15,12 +15,14 @@ does not repeat that validation) and the uninterrupted one draw the same numbers
 """
 from __future__ import annotations
 
+import logging
 import random
 from typing import Optional
 
 import numpy as np
 import torch
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 CHECKPOINT_KEY = 'rng_state'
@@ -108,8 +110,14 @@ class RNGStateHook(Hook):
 
     def before_train(self, runner) -> None:
         state, self._pending = self._pending, None
-        if state is None or runner.iter == 0 or runner.iter != self._pending_iter:
-            return  # nothing saved, a fresh run, or load_from (not resume)
+        if runner.iter == 0 or runner.iter != self._pending_iter:
+            return  # a fresh run, or load_from (not resume)
+        if state is None:
+            print_log(f'the resumed checkpoint has no {CHECKPOINT_KEY!r} (saved without '
+                      'RNGStateHook): the run continues with freshly seeded RNGs, so it will not '
+                      'reproduce the uninterrupted run exactly', logger='current',
+                      level=logging.WARNING)
+            return
         loop = runner.train_loop
         if hasattr(loop, 'dataloader_iterator'):  # IterBasedTrainLoop advances it by runner.iter
             loop.dataloader_iterator = _RestoreBeforeNextBatch(loop, state, runner.iter)
