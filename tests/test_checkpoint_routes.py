@@ -219,6 +219,7 @@ def test_runner_load_from_and_resume(resume, hub, monkeypatch):
     url = _serve('https://example.invalid/run/iter_2.pth',
                  {'state_dict': {}, 'meta': {'iter': 2, 'p': _RunsCode(marker)}}, hub, monkeypatch)
     runner = Runner(model=Model(), work_dir=str(hub / f'work_{resume}'), load_from=url,
+                    experiment_name=f'evil_{resume}',
                     resume=resume, default_scope='mmseg')
     with pytest.raises(pickle.UnpicklingError):
         runner.load_or_resume()
@@ -226,6 +227,7 @@ def test_runner_load_from_and_resume(resume, hub, monkeypatch):
     if not resume:  # a legitimate load_from loads its weights
         local = _serve('local', _legit(), hub, monkeypatch)
         runner = Runner(model=Model(), work_dir=str(hub / 'work_ok'), load_from=local,
+                        experiment_name='legit_load_from',
                         default_scope='mmseg')
         runner.load_or_resume()
         torch.testing.assert_close(runner.model.backbone.conv.weight,
