@@ -211,3 +211,22 @@ def test_legacy_pickle_checkpoint_still_loads(tmp_path):
     path = tmp_path / 'legacy.pth'
     torch.save({'w': torch.ones(3)}, path, _use_new_zipfile_serialization=False)
     assert torch.equal(_load_via_mmengine(path)['w'], torch.ones(3))
+
+
+def test_tools_test_refuses_a_flipped_checkpoint(tmp_path, tool_env):
+    """The issue's case end to end: tools/test.py with a corrupted iter_4.pth exits non-zero."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = tmp_path / 'iter_4.pth'
+    torch.save({'meta': {'iter': 4}, 'state_dict': {'w': torch.randn(256, 256)}}, path)
+    _flip_middle(path)
+    config = os.path.join(repo, 'configs', 'quickstart',
+                          'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    proc = subprocess.run(
+        [sys.executable, os.path.join(repo, 'tools', 'test.py'), config, str(path), '--work-dir',
+         str(tmp_path / 'test'), '--cfg-options', 'test_dataloader.num_workers=0',
+         'test_dataloader.persistent_workers=False'],
+        env=tool_env, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f'{path} is corrupted: the CRC-32' in proc.stderr, proc.stderr[-3000:]
