@@ -242,3 +242,25 @@ def test_mmpretrain_get_model_pretrained(hub, monkeypatch):
     with pytest.raises(pickle.UnpicklingError):
         mmpretrain.get_model('resnet18_8xb32_in1k', pretrained=url)
     assert not marker.exists()
+
+
+def test_legacy_hub_zip_is_extracted_and_loaded_safely(hub):
+    """torch.hub's pre-1.6 convention (a zip holding one checkpoint file) keeps working, safely."""
+    import zipfile
+    from mmengine.runner import CheckpointLoader
+    marker = hub / 'pwned'
+    for name, obj in (('good', _legit()), ('evil', {'p': _RunsCode(marker)})):
+        url = f'https://example.invalid/legacy/{name}_net.zip'
+        inner = hub / f'{name}_net.pth'
+        torch.save(obj, inner, _use_new_zipfile_serialization=False)
+        os.makedirs(osp.dirname(hub_cache_path(url)), exist_ok=True)
+        with zipfile.ZipFile(hub_cache_path(url), 'w') as zf:
+            zf.write(inner, arcname=f'{name}_net.pth')
+        if name == 'good':
+            ckpt = CheckpointLoader.load_checkpoint(url)
+            assert torch.equal(ckpt['state_dict']['backbone.conv.weight'],
+                               _legit()['state_dict']['backbone.conv.weight'])
+        else:
+            with pytest.raises(UnsafeCheckpointError):
+                CheckpointLoader.load_checkpoint(url)
+    assert not marker.exists()
