@@ -47,6 +47,9 @@ def test_config_builds(path):
     assert cfg.get('custom_imports', {}).get('imports') == ['mmseg_ext'], \
         'every config needs custom_imports=dict(imports=[\'mmseg_ext\'], ...)'
     assert _depth(path) <= 3, 'at most 3 inheritance levels'
+    # bit-exact --resume: the RNG states go into the checkpoints (configs/_base_/default_runtime.py)
+    assert 'RNGStateHook' in [h.get('type') for h in cfg.get('custom_hooks', [])], \
+        "inherit '../_base_/default_runtime.py' (mmseg's runtime plus RNGStateHook)"
     assert NAME.match(osp.basename(path)), \
         f'{osp.basename(path)}: use {{algo}}_{{backbone}}_{{gpus}}xb{{batch}}-{{iters}}_{{dataset}}-{{crop}}.py'
     # the name's schedule is the config's schedule, and no base schedule says another
@@ -65,3 +68,13 @@ def test_config_builds(path):
         model_cfg['backbone'].pop('init_cfg')
     model = MODELS.build(model_cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_runtime_base_is_mmseg_runtime_plus_rng_hook():
+    """configs/_base_/default_runtime.py copies mmseg's (to stay within 3 levels): keep them equal."""
+    import mmseg
+    ours = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'default_runtime.py')).to_dict()
+    stock = Config.fromfile(osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', '_base_',
+                                     'default_runtime.py')).to_dict()
+    assert ours.pop('custom_hooks') == [dict(type='RNGStateHook')]
+    assert ours == stock

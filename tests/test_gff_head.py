@@ -242,6 +242,13 @@ def test_align_level_resizes_all_levels_to_1_8():
     (dict(dfp_kernel_size=2), ValueError, 'dfp_kernel_size'),
     (dict(align_level=4), ValueError, 'align_level'),
     (dict(input_transform='resize_concat'), ValueError, 'input_transform'),
+    (dict(fusion_channels=8.5), ValueError, r'fusion_channels must be an integer >= 1 .*8\.5'),
+    (dict(fusion_channels=0), ValueError, 'fusion_channels must be an integer >= 1'),
+    (dict(num_fuse_convs=-1), ValueError, 'num_fuse_convs must be an integer >= 0'),
+    (dict(pool_scales=(0, )), ValueError, r'pool_scales must be a non-empty sequence of integers >= 1'),
+    (dict(pool_scales=()), ValueError, 'pool_scales must be a non-empty'),
+    (dict(pool_scales=(1, 2.5)), ValueError, 'pool_scales'),
+    (dict(pool_scales=6), ValueError, 'pool_scales'),
 ])
 def test_construction_errors(kw, err, msg):
     with pytest.raises(err, match=msg):
@@ -324,3 +331,16 @@ def test_table3_param_budget(psp_r101, reading, kw, meets_paper):
     within = (abs(gff / 69.7e6 - 1) <= 0.02 and
               abs(gff_dfp / 70.5e6 - 1) <= 0.02)  # Table 3 +-2%
     assert within == meets_paper, (reading, gff / 1e6, gff_dfp / 1e6)
+
+
+def test_batch_of_one_with_bn_in_the_ppm_says_what_to_change():
+    """PPM's 1x1 pooled branch cannot be batch-normalised from one sample in training."""
+    head = _head()
+    head.train()
+    with pytest.raises(ValueError, match=r'GFFHead.*batch.*>= 2.*GN.*SyncBN'):
+        head(_inputs(n=1))
+    head.eval()
+    assert head(_inputs(n=1)).shape == (1, 3, 9, 17)  # inference is fine
+    head = _head(norm_cfg=dict(type='GN', num_groups=2, requires_grad=True))
+    head.train()
+    assert head(_inputs(n=1)).shape == (1, 3, 9, 17)  # and so is GN

@@ -2,7 +2,7 @@
 # Recipe as gffnet_r101-d8_4xb2-100k_cityscapes-864x864.py (the paper's Cityscapes recipe).
 _base_ = [
     './_base_/gffnet_r50-d8.py', './_base_/cityscapes-864x864_paper.py',
-    'mmseg::_base_/default_runtime.py', './_base_/schedule_paper_100k.py'
+    '../_base_/default_runtime.py', './_base_/schedule_paper_100k.py'
 ]
 crop_size = (864, 864)
 data_preprocessor = dict(size=crop_size)

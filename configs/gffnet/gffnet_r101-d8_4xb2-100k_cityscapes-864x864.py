@@ -2,7 +2,7 @@
 # crop 864x864, batch 8, 100k iters, SGD lr 1e-3, wd 1e-4, poly 0.9, sliding-window testing.
 _base_ = [
     './_base_/gffnet_r50-d8.py', './_base_/cityscapes-864x864_paper.py',
-    'mmseg::_base_/default_runtime.py', './_base_/schedule_paper_100k.py'
+    '../_base_/default_runtime.py', './_base_/schedule_paper_100k.py'
 ]
 crop_size = (864, 864)
 data_preprocessor = dict(size=crop_size)

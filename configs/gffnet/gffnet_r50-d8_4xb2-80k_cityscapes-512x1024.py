@@ -2,7 +2,7 @@
 # images, 80k iters, SGD lr 0.01 / wd 5e-4, poly 0.9 from mmseg's schedule_80k.py).
 _base_ = [
     './_base_/gffnet_r50-d8.py', 'mmseg::_base_/datasets/cityscapes.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    '../_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
 ]
 crop_size = (512, 1024)
 data_preprocessor = dict(size=crop_size)

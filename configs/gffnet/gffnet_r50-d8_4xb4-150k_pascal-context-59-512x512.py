@@ -3,7 +3,7 @@
 # wd 1e-4, poly 0.9, random scaling [0.75, 2] (mmseg: [0.5, 2]), flip, crop, colour jitter +-10.
 _base_ = [
     './_base_/gffnet_r50-d8.py', 'mmseg::_base_/datasets/pascal_context_59.py',
-    'mmseg::_base_/default_runtime.py', './_base_/schedule_paper_150k.py'
+    '../_base_/default_runtime.py', './_base_/schedule_paper_150k.py'
 ]
 crop_size = (512, 512)
 train_pipeline = [

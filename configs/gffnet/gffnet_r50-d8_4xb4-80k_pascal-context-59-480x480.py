@@ -3,7 +3,7 @@
 # as in that config).
 _base_ = [
     './_base_/gffnet_r50-d8.py', 'mmseg::_base_/datasets/pascal_context_59.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    '../_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
 ]
 crop_size = (480, 480)
 data_preprocessor = dict(size=crop_size)

@@ -11,7 +11,7 @@
 _base_ = [
     './_base_/sanet_r50-d8.py',
     'mmseg::_base_/datasets/pascal_context.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py'
 ]
 crop_size = (480, 480)  # as the twin

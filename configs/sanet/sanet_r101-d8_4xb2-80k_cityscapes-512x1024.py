@@ -4,7 +4,7 @@
 _base_ = [
     './_base_/sanet_r101-d8.py',
     'mmseg::_base_/datasets/cityscapes.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py'
 ]
 crop_size = (512, 1024)  # as the twin

@@ -8,7 +8,7 @@
 _base_ = [
     './_base_/sanet_r101-d8.py',
     'mmseg::_base_/datasets/pascal_voc12_aug.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     './_base_/schedule_paper-voc_53k.py'
 ]
 crop_size = (512, 512)

@@ -8,7 +8,7 @@
 _base_ = [
     './_base_/sanet_r50-d8.py',
     'mmseg::_base_/datasets/pascal_context.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     './_base_/schedule_paper-context_25k.py'
 ]
 crop_size = (480, 480)

@@ -4,7 +4,7 @@
 # SGD lr 0.004 wd 1e-4, poly 0.9, sliding-window test 480/320.
 _base_ = [
     './_base_/ssanet_r50-d8.py', 'mmseg::_base_/datasets/pascal_context_59.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    '../_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
 ]
 crop_size = (480, 480)
 data_preprocessor = dict(size=crop_size)

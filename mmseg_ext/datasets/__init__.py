@@ -1,0 +1,3 @@
+from .synthcity_dataset import SynthCityDataset
+
+__all__ = ['SynthCityDataset']

@@ -1,3 +1,3 @@
-from .launcher import configure_launcher, revert_sync_bn_cfg, run_mmseg_tool
+from .launcher import check_amp, configure_launcher, revert_sync_bn_cfg, run_mmseg_tool
 
-__all__ = ['configure_launcher', 'revert_sync_bn_cfg', 'run_mmseg_tool']
+__all__ = ['check_amp', 'configure_launcher', 'revert_sync_bn_cfg', 'run_mmseg_tool']

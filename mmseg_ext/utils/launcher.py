@@ -83,6 +83,27 @@ def configure_launcher(cfg: Config, launcher: str) -> Config:
     return cfg
 
 
+def _amp_device_available() -> bool:
+    """What mmengine 0.10.7's AmpOptimWrapper accepts: CUDA, NPU, MLU or MUSA."""
+    from mmengine import device
+    checks = ('is_cuda_available', 'is_npu_available', 'is_mlu_available', 'is_musa_available')
+    return any(getattr(device, name, lambda: False)() for name in checks)
+
+
+def check_amp(cfg: Config) -> Config:
+    """Refuse AMP (``--amp``, i.e. ``optim_wrapper.type='AmpOptimWrapper'``) early and clearly
+    where mmengine cannot run it: its AmpOptimWrapper scales the loss with ``torch.cuda.amp``'s
+    GradScaler and asserts a CUDA/NPU/MLU device, so on a CPU-only machine it fails."""
+    wrapper = cfg.get('optim_wrapper') or {}
+    if wrapper.get('type') == 'AmpOptimWrapper' and not _amp_device_available():
+        raise RuntimeError(
+            'mixed precision (--amp, or optim_wrapper.type=AmpOptimWrapper) needs a CUDA device: '
+            "mmengine's AmpOptimWrapper uses torch.cuda.amp's GradScaler and refuses CPU-only "
+            'machines. Train without --amp here (fp32: the quickstart configs take minutes on a '
+            "CPU), or set optim_wrapper.type='OptimWrapper' in the config.")
+    return cfg
+
+
 def run_mmseg_tool(name: str) -> None:
     """Run the installed mmseg's ``tools/<name>`` as ``__main__``, with :func:`configure_launcher`.
 
@@ -101,6 +122,7 @@ def run_mmseg_tool(name: str) -> None:
     stock_from_cfg = Runner.from_cfg.__func__
 
     def from_cfg(cls, cfg):
+        check_amp(cfg)
         configure_launcher(cfg, cfg.get('launcher', 'none'))
         return stock_from_cfg(cls, cfg)
 

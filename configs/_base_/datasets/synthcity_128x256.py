@@ -1,9 +1,11 @@
 # SynthCity: the embedded procedural street scenes (mmseg_ext/datasets/synthcity.py) in the Cityscapes
-# on-disk layout, read by mmseg's stock CityscapesDataset. Generate it with
+# on-disk layout, read by SynthCityDataset (mmseg's stock CityscapesDataset that says how to generate
+# the data when it is missing). Generate it with
 #   python tools/dataset_converters/synthcity.py data/synthcity
 # The location can be overridden with the environment variable SYNTHCITY_ROOT.
 _base_ = ['mmseg::_base_/datasets/cityscapes.py']
 
+dataset_type = 'SynthCityDataset'
 data_root = '{{$SYNTHCITY_ROOT:data/synthcity}}'
 crop_size = (128, 256)  # the generator's full image size (H, W): whole-scene crops keep the sky cue
 train_pipeline = [
@@ -38,9 +40,9 @@ tta_pipeline = [
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
     num_workers=2,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(type=dataset_type, data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader

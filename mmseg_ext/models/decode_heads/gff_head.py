@@ -10,10 +10,29 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ..utils.batch_norm_check import explain_single_value_batch_norm
 from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion
 from ..utils.head_checks import check_output_mode
 
 DFP_MODES = ('dense', 'literal')
+
+
+def _check_int(name: str, value, minimum: int, example: str) -> None:
+    """``value`` must be an int (not a bool or float) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f'GFFHead: {name} must be an integer >= {minimum} ({example}), got '
+                         f'{value!r}')
+
+
+def _check_pool_scales(pool_scales) -> None:
+    """PPM output sizes: a non-empty sequence of integers >= 1 (PSPNet: (1, 2, 3, 6))."""
+    if isinstance(pool_scales, (str, bytes)) or not isinstance(pool_scales, Sequence) \
+            or not pool_scales or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 1
+                for s in pool_scales):
+        raise ValueError('GFFHead: pool_scales must be a non-empty sequence of integers >= 1 '
+                         '(the PPM pooled sizes, PSPNet: (1, 2, 3, 6)), got '
+                         f'{pool_scales!r}')
 
 
 @MODELS.register_module()
@@ -103,10 +122,9 @@ class GFFHead(BaseDecodeHead):
         if dfp_mode not in DFP_MODES:
             raise ValueError(f'dfp_mode must be one of {DFP_MODES}, got '
                              f'{dfp_mode!r}')
-        if fusion_channels < 1 or num_fuse_convs < 0:
-            raise ValueError('fusion_channels must be >= 1 and '
-                             'num_fuse_convs >= 0, got '
-                             f'{fusion_channels}, {num_fuse_convs}')
+        _check_int('fusion_channels', fusion_channels, 1, 'e.g. 256')
+        _check_int('num_fuse_convs', num_fuse_convs, 0, 'e.g. 2')
+        _check_pool_scales(pool_scales)
         if gate_channels not in (1, fusion_channels):
             raise ValueError(f'gate_channels must be 1 (paper) or '
                              f'fusion_channels={fusion_channels}, got '
@@ -205,7 +223,9 @@ class GFFHead(BaseDecodeHead):
             size = xs[self.align_level].shape[-2:]
             xs = [self._resize(x, size) for x in xs]
         top = xs[-1]
-        y0 = self.bottleneck(torch.cat([top] + self.psp_modules(top), dim=1))
+        with explain_single_value_batch_norm('GFFHead: the PPM (pool_scales) branch'):
+            pooled = self.psp_modules(top)
+        y0 = self.bottleneck(torch.cat([top] + pooled, dim=1))
         lats = [conv(x) for conv, x in zip(self.lateral_convs, xs)]
         gate_in = list(xs)
         if self.fusion_type in ('fpn', 'gated_fpn'):

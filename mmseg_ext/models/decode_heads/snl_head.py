@@ -8,6 +8,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
+from ..utils.batch_norm_check import explain_single_value_batch_norm
 from ..utils.head_checks import check_output_mode
 from ..utils.snl_block import SparseNonLocal2d
 
@@ -146,7 +147,9 @@ class SNLHead(BaseDecodeHead):
         feat = self.reduce(x)
         out = self.snl(feat)
         if self.use_gp:
-            gp = self.gp(feat).expand(-1, -1, *out.shape[2:])
+            with explain_single_value_batch_norm('SNLHead: the GP (use_gp) branch'):
+                gp = self.gp(feat)
+            gp = gp.expand(-1, -1, *out.shape[2:])
             out = torch.cat([out, gp], dim=1)
         if self.use_decoder:
             low = self.low_reduce(low)

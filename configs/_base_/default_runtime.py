@@ -1,0 +1,20 @@
+# mmseg 1.2.2's runtime (mmseg::_base_/default_runtime.py, copied rather than inherited to keep configs
+# within 3 inheritance levels) plus RNGStateHook: the checkpoints hold the torch/CUDA/numpy/python RNG
+# states and `--resume` restores them, so a killed and resumed run reproduces the uninterrupted one bit
+# for bit (mmseg_ext/engine/rng_state_hook.py). Needs custom_imports=dict(imports=['mmseg_ext']).
+default_scope = 'mmseg'
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+
+tta_model = dict(type='SegTTAModel')
+custom_hooks = [dict(type='RNGStateHook')]
