@@ -45,3 +45,25 @@ def test_report_has_a_row_per_test_variant(lc, tmp_path):
     assert '| sanet_x.py | 20.5 ± 0.7 |' in text
     assert '| sanet_x.py [den] | 30.5 ± 0.7 |' in text
     assert '| class | sanet | sanet [den] |' in text
+
+
+def test_test_variant_builds_the_trained_model(lc, tmp_path, monkeypatch):
+    """A variant of a run trained with --cfg-options is tested on that model, not the config's."""
+    res = dict(config='a.py', seed=0, iou=_iou(10.0), miou=10.0, seconds=60.0, iters=None,
+               train_opts=['model.decode_head.mask_fusion=deep'],
+               tests={'mask': dict(opts=['model.decode_head.infer_mode=mask'], iou=_iou(0.0),
+                                   miou=0.0)})
+    (tmp_path / 'result.json').write_text(json.dumps(res))
+    calls = []
+
+    def fake_test(config, work_dir, label, opts, env, iters):
+        calls.append(opts)
+        return dict(opts=opts, iou=_iou(20.0), miou=20.0)
+    monkeypatch.setattr(lc, 'test_variant', fake_test)
+    variant = [('mask', ['model.decode_head.infer_mode=mask'])]
+    got = lc.run_one('a.py', 0, str(tmp_path), None, {}, res['train_opts'], variant)
+    # the stale result (tested without the training options) is redone, with them first
+    assert calls == [['model.decode_head.mask_fusion=deep', 'model.decode_head.infer_mode=mask']]
+    assert got['tests']['mask']['miou'] == 20.0
+    lc.run_one('a.py', 0, str(tmp_path), None, {}, res['train_opts'], variant)
+    assert len(calls) == 1  # and then reused

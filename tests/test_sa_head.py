@@ -237,6 +237,33 @@ def test_mask_fusions_give_every_parameter_a_gradient(fusion):
     assert head.sa_cls[-1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize('binary', [False, True])
+def test_den_sa4_sum_of_probabilities(binary):
+    """den_sa4_sum='probs': the head returns log of the mean of the two
+    probability maps (log-odds when binary), so softmax/sigmoid of its output
+    is that mean; argmax equals that of the plain sum of probabilities."""
+    extra = dict(num_classes=2, out_channels=1,
+                 loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True),
+                 loss_den=dict(type='CrossEntropyLoss', use_sigmoid=True,
+                               loss_weight=0.8, loss_name='loss_den')) \
+        if binary else {}
+    head = _head(den_sa4_sum='probs', **extra).double().eval()
+    _randomize_bn(head)
+    feats = _feats((33, 65), dtype=torch.float64)
+    with torch.no_grad():
+        pred = head(feats)[0]
+        den = head.conv_seg(feats[-1])
+        sa4 = head.sa_cls[-1](head.sa_modules[-1](feats[-1]))
+    if binary:
+        mean = (torch.sigmoid(den) + torch.sigmoid(sa4)) / 2
+        torch.testing.assert_close(torch.sigmoid(pred), mean)
+    else:
+        mean = (den.softmax(1) + sa4.softmax(1)) / 2
+        torch.testing.assert_close(pred.softmax(1), mean)
+        torch.testing.assert_close(pred.exp(), mean)
+        assert torch.equal(pred.argmax(1), (den.softmax(1) + sa4.softmax(1)).argmax(1))
+
+
 @pytest.mark.parametrize('infer_mode', ['den_sa4', 'mask', 'den'])
 def test_deep_fusion_prediction_rules(infer_mode):
     head = _head(mask_fusion='deep', infer_mode=infer_mode).eval()
@@ -313,6 +340,7 @@ def test_ablation_switches():
     (dict(channels=16), ValueError, 'channels=32'),
     (dict(den_num_convs=-1), ValueError, 'den_num_convs'),
     (dict(mask_fusion='sum'), ValueError, 'mask_fusion'),
+    (dict(den_sa4_sum='mean'), ValueError, 'den_sa4_sum'),
     (dict(num_classes=1), ValueError, 'num_classes=2, out_channels=1'),
     (dict(num_classes=2, out_channels=1,
           loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)),

@@ -4,7 +4,7 @@
 # (crop 769, stride 513) as every mmseg 769x769 Cityscapes config.
 _base_ = [
     './_base_/ssanet_r50-d8.py', 'mmseg::_base_/datasets/cityscapes_769x769.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    '../_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
 ]
 crop_size = (769, 769)
 data_preprocessor = dict(size=crop_size)

@@ -91,6 +91,8 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=()):
                              f'not {list(train_opts)}: give this variant its own --tag')
     else:
         res = train_one(config, seed, work_dir, iters, env, train_opts)
+    # the test builds the trained model (train_opts) and then switches what the variant says
+    variants = [(label, list(train_opts) + opts) for label, opts in variants]
     todo = [(label, opts) for label, opts in variants
             if res.get('tests', {}).get(label, {}).get('opts') != opts]
     for label, opts in todo:

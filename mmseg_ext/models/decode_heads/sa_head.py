@@ -56,8 +56,14 @@ class SAHead(BaseDecodeHead):
 
     Inference (``infer_mode='den_sa4'``, §3.3: "the regularized dense
     segmentation prediction of a SANet is Y_den + Y_SA4"): ``Y_den + Y_SA_n``,
-    the dense logits plus the class map of the *last* SA head, both at
+    the dense prediction plus the class map of the *last* SA head, both at
     stage-4 resolution. ``'mask'`` predicts ``Y_mask`` and ``'den'`` ``Y_den``.
+    What is summed is a reading (``den_sa4_sum``): ``'logits'`` adds the two
+    logit maps; ``'probs'`` adds the two class-probability maps (softmax, or
+    sigmoid when ``out_channels=1``), as the paper's hatted ``Y`` are the
+    probabilities whose log Eq. 7 takes; the head then returns the log of
+    their mean (log-odds when binary), so mmseg's softmax/sigmoid and argmax
+    downstream (``predict``, ``--tta``) see that mean.
 
     Ablations (Tables 1, 3): ``module_type`` ``'sa'``/``'se'``/``'conv'``;
     ``loss_cat=None`` removes the categorical branch; ``loss_den=None``
@@ -94,6 +100,8 @@ class SAHead(BaseDecodeHead):
         mask_fusion (str): ``'conv'``, ``'mean'`` or ``'deep'`` (above).
             Default: 'conv'.
         infer_mode (str): ``'den_sa4'`` (paper), ``'mask'`` or ``'den'``.
+        den_sa4_sum (str): ``'logits'`` or ``'probs'`` (above). Default:
+            'logits'.
         loss_cat (dict, optional): Categorical loss; None disables the branch.
         loss_den (dict, optional): Dense loss; None disables the branch.
     """
@@ -110,6 +118,7 @@ class SAHead(BaseDecodeHead):
                  den_kernel_size: int = 3,
                  mask_fusion: str = 'conv',
                  infer_mode: str = 'den_sa4',
+                 den_sa4_sum: str = 'logits',
                  loss_cat: OptConfigType = dict(
                      type='CategoricalLoss', loss_weight=0.2),
                  loss_den: OptConfigType = dict(
@@ -118,6 +127,9 @@ class SAHead(BaseDecodeHead):
                  **kwargs):
         self._check_args(kwargs, reduction, pool_ratio, den_num_convs,
                          mask_fusion, infer_mode, loss_den)
+        if den_sa4_sum not in ('logits', 'probs'):
+            raise ValueError("den_sa4_sum must be 'logits' or 'probs', got "
+                             f'{den_sa4_sum!r}')
         use_den, use_cat = loss_den is not None, loss_cat is not None
         override = [dict(name='sa_cls')]  # conv_mask: see init_weights
         override += [dict(name='conv_seg')] if use_den else []
@@ -127,6 +139,7 @@ class SAHead(BaseDecodeHead):
         super().__init__(input_transform='multiple_select', **kwargs)
         self.mask_fusion = mask_fusion
         self.infer_mode = infer_mode
+        self.den_sa4_sum = den_sa4_sum
         n, k = len(self.in_channels), self.out_channels
         self.sa_modules = nn.ModuleList()
         self.sa_cls = nn.ModuleList()
@@ -240,12 +253,22 @@ class SAHead(BaseDecodeHead):
         if self.mask_fusion == 'deep':
             outs.append(torch.stack(maps))
         if self.infer_mode == 'den_sa4':
-            pred = den + resize(sa_maps[-1], size=den.shape[2:],
-                                mode='bilinear',
-                                align_corners=self.align_corners)
+            pred = self._den_plus_sa4(
+                den, resize(sa_maps[-1], size=den.shape[2:], mode='bilinear',
+                            align_corners=self.align_corners))
         else:
             pred = mask if self.infer_mode == 'mask' else den
         return (pred, *outs)
+
+    def _den_plus_sa4(self, den: Tensor, sa4: Tensor) -> Tensor:
+        """``Y_den + Y_SA4`` as logits (``den_sa4_sum``, see the class)."""
+        if self.den_sa4_sum == 'logits':
+            return den + sa4
+        if self.out_channels == 1:  # log-odds of the mean probability
+            p = (torch.sigmoid(den.float()) + torch.sigmoid(sa4.float())) / 2
+            return (torch.log(p) - torch.log1p(-p)).to(den.dtype)
+        p = (den.float().softmax(1) + sa4.float().softmax(1)) / 2
+        return torch.log(p).to(den.dtype)
 
     def predict(self, inputs: Tuple[Tensor], batch_img_metas: List[dict],
                 test_cfg: ConfigType) -> Tensor:
