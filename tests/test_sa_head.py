@@ -128,7 +128,7 @@ def test_se_and_conv_variants_match_their_formulas():
 # ----------------------------------------------------------------- SAHead
 @pytest.mark.parametrize('img_size', list(SIZES))
 def test_head_output_shapes(img_size):
-    head = _head()
+    head = _head(mask_fusion='conv')
     pred, mask, den, cat = head(_feats(img_size))
     s1, s4 = SIZES[img_size][0], SIZES[img_size][-1]
     assert pred.shape == (2, 5, *s4)
@@ -163,7 +163,7 @@ def test_inference_is_den_plus_sa4():
 
 
 def test_losses_are_separate_and_weighted():
-    head = _head(dropout_ratio=0.0)
+    head = _head(dropout_ratio=0.0, mask_fusion='conv')
     head.train()
     feats, samples = _feats((33, 65)), _samples((33, 65))
     outs = head(feats)
@@ -277,7 +277,7 @@ def test_deep_fusion_prediction_rules(infer_mode):
 
 
 def test_init_weights_mask_starts_as_mean_of_sa_maps():
-    head = _head(loss_den=None, infer_mode='mask')
+    head = _head(loss_den=None, infer_mode='mask', mask_fusion='conv')
     head.init_weights()
     head.eval()
     feats = _feats((33, 65))

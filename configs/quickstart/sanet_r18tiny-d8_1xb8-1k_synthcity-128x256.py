@@ -13,6 +13,7 @@ model = dict(
         num_classes=19,
         norm_cfg=_base_.norm_cfg,
         align_corners=False,
-        # L_mask; L_cat (0.2) and L_den (0.8) are SAHead's defaults (paper Fig. 4)
+        # L_mask; L_cat (0.2, class-frequency targets) and L_den (0.8) are SAHead's defaults (paper Fig. 4),
+        # as are mask_fusion='deep' and the Y_den + Y_SA4 prediction: configs/sanet/README.md, SynthCity section
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     auxiliary_head=None)  # SANet has no stage-3 auxiliary head: its dense branch Y_den plays that role

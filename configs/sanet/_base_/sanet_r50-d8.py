@@ -42,7 +42,11 @@ model = dict(
         pool_ratio=8,  # down/up-sample ratio of the attention channel (§3.3)
         pool_type='avg',  # Eq. 5 / Fig. 2(c) (§3.3 text says max pooling)
         sa_groups=2,  # group conv with 2 groups, first convs (§3.3)
+        # L_mask on every SA class map Y_SA_i (Fig. 3: the masks "are supervised by corresponding
+        # categorical regions"); the readings and their SynthCity numbers: configs/sanet/README.md
+        mask_fusion='deep',
         infer_mode='den_sa4',  # prediction = Y_den + Y_SA4 (§3.3)
+        den_sa4_sum='logits',  # sum of the logit maps (README: 'probs' measured lower)
         dropout_ratio=0.1,  # mmseg default
         num_classes=19,  # set by each dataset config
         norm_cfg=norm_cfg,
@@ -50,7 +54,8 @@ model = dict(
         # L_SANet = L_mask + 0.2 L_cat + 0.8 L_den (Eq. 6, Fig. 4)
         loss_decode=dict(
             type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
-        loss_cat=dict(type='CategoricalLoss', loss_weight=0.2),
+        # y_nj = average-pooled one-hot ground truth (§3.3), i.e. class frequencies
+        loss_cat=dict(type='CategoricalLoss', target='frequency', loss_weight=0.2),
         loss_den=dict(
             type='CrossEntropyLoss',
             use_sigmoid=False,
