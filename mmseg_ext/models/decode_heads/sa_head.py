@@ -265,11 +265,14 @@ class SAHead(BaseDecodeHead):
         """``Y_den + Y_SA4`` as logits (``den_sa4_sum``, see the class)."""
         if self.den_sa4_sum == 'logits':
             return den + sa4
+        # probabilities in fp32 at least (fp16/bf16 logits under AMP)
+        dt = torch.promote_types(den.dtype, torch.float32)
+        den, sa4, out_dtype = den.to(dt), sa4.to(dt), den.dtype
         if self.out_channels == 1:  # log-odds of the mean probability
-            p = (torch.sigmoid(den.float()) + torch.sigmoid(sa4.float())) / 2
-            return (torch.log(p) - torch.log1p(-p)).to(den.dtype)
-        p = (den.float().softmax(1) + sa4.float().softmax(1)) / 2
-        return torch.log(p).to(den.dtype)
+            p = (torch.sigmoid(den) + torch.sigmoid(sa4)) / 2
+            return (torch.log(p) - torch.log1p(-p)).to(out_dtype)
+        p = (den.softmax(1) + sa4.softmax(1)) / 2
+        return torch.log(p).to(out_dtype)
 
     def predict(self, inputs: Tuple[Tensor], batch_img_metas: List[dict],
                 test_cfg: ConfigType) -> Tensor:
