@@ -12,6 +12,7 @@ from torch.func import functional_call
 import mmseg_ext  # noqa: F401  (registers SNLHead)
 from mmseg_ext.models.decode_heads.snl_head import SNLHead
 from mmseg_ext.models.utils import SparseNonLocal2d
+from snl_reference import reference_snl
 
 CFG_DIR = osp.join(osp.dirname(__file__), '..', 'configs', 'ssanet')
 BN = dict(type='BN', requires_grad=True)
@@ -22,38 +23,6 @@ BN = dict(type='BN', requires_grad=True)
 # ----------------------------------------------------------------------------------------------
 def _conv1x1(x, conv):
     return torch.einsum('oc,bchw->bohw', conv.weight[:, :, 0, 0], x) + conv.bias.view(1, -1, 1, 1)
-
-
-def _bilinear(f, y, x):
-    """f: (C, H, W); sample at real (y, x), zero outside the map."""
-    H, W = f.shape[1:]
-    y0, x0 = math.floor(y), math.floor(x)
-    out = f.new_zeros(f.shape[0])
-    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
-        for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
-            if 0 <= yy < H and 0 <= xx < W:
-                out = out + wy * wx * f[:, yy, xx]
-    return out
-
-
-def _snl_loop(q, k, v, off, kh, kw, dil):
-    """Eqs. 4-7 with an explicit loop over batch, pixels and the K sampled points."""
-    B, _, H, W = q.shape
-    out = q.new_zeros(B, v.shape[1], H, W)
-    for b in range(B):
-        for y in range(H):
-            for x in range(W):
-                logits, vals = [], []
-                for a in range(kh):
-                    for c in range(kw):
-                        j = a * kw + c
-                        sy = y + (a - (kh - 1) / 2) * dil + off[b, 2 * j, y, x].item()
-                        sx = x + (c - (kw - 1) / 2) * dil + off[b, 2 * j + 1, y, x].item()
-                        logits.append((q[b, :, y, x] * _bilinear(k[b], sy, sx)).sum())
-                        vals.append(_bilinear(v[b], sy, sx))
-                s = torch.softmax(torch.stack(logits), 0)
-                out[b, :, y, x] = (s[:, None] * torch.stack(vals)).sum(0)
-    return out
 
 
 def _snl_unfold(q, k, v, kh, kw, dil):
@@ -108,7 +77,7 @@ def test_block_matches_explicit_loop(kernel_size, dilation, value_channels):
     x = torch.randn(2, 6, 4, 5, dtype=torch.float64)
     kh, kw = block.kernel_size
     q, k, v = _conv1x1(x, block.query), _conv1x1(x, block.key), _conv1x1(x, block.value)
-    y = _snl_loop(q, k, v, _conv1x1(x, block.offset), kh, kw, dilation)
+    y = reference_snl(q, k, v, _conv1x1(x, block.offset), (kh, kw), dilation)
     assert y.shape[1] == (value_channels or 6)
     ref = _conv1x1(y, block.out) + x
     torch.testing.assert_close(block(x), ref, rtol=1e-9, atol=1e-10)
