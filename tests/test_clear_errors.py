@@ -12,12 +12,12 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICK = osp.join(REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
 
 
-def _synthcity_dataset(root):
+def _synthcity_dataset(root, config=QUICK):
     from mmengine.config import Config
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
     register_all_modules()
-    cfg = Config.fromfile(QUICK).train_dataloader.dataset
+    cfg = Config.fromfile(config).train_dataloader.dataset
     cfg.data_root = str(root)
     return DATASETS.build(cfg)
 
@@ -46,6 +46,28 @@ def test_synthcity_root_empty(tmp_path):
     with pytest.raises(FileNotFoundError, match=_generate_hint(root)) as err:
         _synthcity_dataset(root)
     assert 'holds no *_leftImg8bit.png images' in str(err.value)
+
+
+BENCH = osp.join(REPO, 'configs', 'benchmark', 'fcn_r18tiny-d8_1xb8-4k_synthcity-detail3-128x256.py')
+
+
+def test_benchmark_config_refuses_the_quickstart_data(synthcity_root, tmp_path):
+    """configs/benchmark/ expects --detail-scale 3 data; the quickstart's (scale 1) is refused."""
+    with pytest.raises(ValueError, match=r'generated with --detail-scale 1, but this config expects '
+                       r'--detail-scale 3\. Generate the right data with `python tools/dataset_'
+                       r'converters/synthcity\.py .* --detail-scale 3`'):
+        _synthcity_dataset(synthcity_root, BENCH)
+    # and the reverse: benchmark data under a quickstart config
+    from mmseg_ext.datasets.synthcity import SynthCityConfig, generate
+    root = tmp_path / 'd3'
+    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1, detail_scale=3))
+    assert len(_synthcity_dataset(root, BENCH)) == 2
+    with pytest.raises(ValueError, match='expects --detail-scale 1'):
+        _synthcity_dataset(root)
+    # data from before synthcity.json existed counts as scale 1
+    (root / 'synthcity.json').unlink()
+    with pytest.raises(ValueError, match='has no synthcity.json'):
+        _synthcity_dataset(root, BENCH)
 
 
 def test_synthcity_labels_missing(tmp_path, synthcity_root):

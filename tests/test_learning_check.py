@@ -67,3 +67,36 @@ def test_test_variant_builds_the_trained_model(lc, tmp_path, monkeypatch):
     assert got['tests']['mask']['miou'] == 20.0
     lc.run_one('a.py', 0, str(tmp_path), None, {}, res['train_opts'], variant)
     assert len(calls) == 1  # and then reused
+
+
+def _table(v):
+    rows = '\n'.join(f'| {c} | {v:.2f} | 50.0 |' for c in _iou(0))
+    return f'per class results:\n+---+\n| Class | IoU | Acc |\n{rows}\n'
+
+
+def test_curve_is_read_from_every_validation_in_the_log(lc, tmp_path):
+    log = ('Iter(train) [ 480/1000]  lr: 1\nIter(train) [ 500/1000]  lr: 1\n' + _table(3.0)
+           + 'Iter(val) [4/4]    aAcc: 90.0000  mIoU: 3.0000  mAcc: 50.0000\n'
+           + 'Iter(train) [1000/1000]  lr: 1\n' + _table(7.5)
+           + 'Iter(val) [4/4]    aAcc: 91.0000  mIoU: 7.5000  mAcc: 50.0000\n')
+    curve = lc.parse_curve(log)
+    assert [p['iter'] for p in curve] == [500, 1000]
+    assert [p['miou'] for p in curve] == [3.0, 7.5]
+    assert curve[1]['iou']['pole'] == 7.5
+    # a finished run without a curve gets one from its train.log
+    (tmp_path / 'train.log').write_text(log)
+    res = dict(config='a.py', seed=0, iou=_iou(7.5), miou=7.5, seconds=60.0, iters=None,
+               train_opts=[])
+    (tmp_path / 'result.json').write_text(json.dumps(res))
+    got = lc.run_one('a.py', 0, str(tmp_path), None, {}, [])
+    assert [p['iter'] for p in got['curve']] == [500, 1000]
+    text = lc.write_curves([got], str(tmp_path))
+    assert '| 1000 | 7.5 | 7.5 |' in text and (tmp_path / 'curves.md').is_file()
+    assert lc.write_curves([dict(got, curve=got['curve'][:1])], str(tmp_path)) == ''
+
+
+def test_report_names_the_lowest_small_class(lc, tmp_path):
+    iou = dict(_iou(20.0), person=2.0)
+    runs = [dict(config='fcn_x.py', seed=s, iou=iou, miou=20.0, seconds=60.0) for s in (0, 1)]
+    text = lc.write_report(runs, str(tmp_path), [0, 1], None)
+    assert '| person 2.0 |' in text

@@ -60,3 +60,68 @@ def test_loads_through_stock_cityscapes_dataset(synthcity_root):
         seg = sample['data_samples'].gt_sem_seg.data
         assert tuple(seg.shape) == (1, 128, 256)
         assert int(seg.max()) < 19
+
+
+SMALL_THINGS = (5, 6, 7, 11, 12, 17, 18)  # pole, light, sign, person, rider, motorcycle, bicycle
+
+
+def _counts(detail_scale, n=40):
+    counts = np.zeros(256, np.int64)
+    for i in range(n):
+        _, lbl = render_scene(np.random.default_rng([0, 0, i]), 128, 256, detail_scale)
+        counts += np.bincount(lbl.ravel(), minlength=256)
+    return counts
+
+
+def test_detail_scale_one_is_the_default():
+    for i in range(5):
+        a = render_scene(np.random.default_rng([0, 0, i]), 128, 256)
+        b = render_scene(np.random.default_rng([0, 0, i]), 128, 256, 1.0)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_detail_scale_keeps_the_layout_and_enlarges_small_things():
+    for i in range(10):
+        img1, lbl1 = render_scene(np.random.default_rng([0, 0, i]), 128, 256, 1.0)
+        img3, lbl3 = render_scene(np.random.default_rng([0, 0, i]), 128, 256, 3.0)
+        # the same horizon, sky and buildings: they are drawn before anything the scale changes,
+        # so the sky differs only where a (larger) small thing now covers it
+        small1, small3 = np.isin(lbl1, SMALL_THINGS), np.isin(lbl3, SMALL_THINGS)
+        assert np.array_equal((lbl1 == SKY) & ~small1 & ~small3, (lbl3 == SKY) & ~small1 & ~small3)
+        assert (lbl1 == SKY).sum() > 1000
+    c1, c3 = _counts(1.0), _counts(3.0)
+    for c in SMALL_THINGS:  # widths x3, areas up to x9, less what occlusion and borders take
+        assert c3[c] > 2 * c1[c] > 0, (c, c1[c], c3[c])
+    for c in (0, 2, 10):  # road, building, sky: the layout is the same
+        assert abs(c3[c] - c1[c]) < 0.1 * c1[c]
+    assert c3[4] > 1.5 * c1[4]  # fence: taller band, thicker bars
+
+
+def test_poles_are_detail_scale_pixels_wide_at_least():
+    widths = []
+    for i in range(30):
+        _, lbl = render_scene(np.random.default_rng([0, 0, i]), 128, 256, 3.0)
+        pole = lbl == 5
+        for row in pole[pole.any(1)]:
+            runs = np.diff(np.flatnonzero(np.diff(np.r_[0, row.astype(np.int8), 0])))[::2]
+            widths += list(runs)
+    widths = np.array(widths)
+    assert len(widths) > 100
+    # a pole is (1 + int(2.5 depth)) * 3 px wide; narrower runs only where something occludes it
+    # or the image border cuts it
+    assert np.median(widths) >= 3 and (widths >= 3).mean() > 0.9
+
+
+def test_generate_writes_its_settings(tmp_path):
+    from mmseg_ext.datasets.synthcity import read_meta
+    out = generate(SynthCityConfig(root=str(tmp_path), num_train=1, num_val=1, height=48,
+                                   width=96, detail_scale=2.5))
+    meta = read_meta(str(tmp_path))
+    assert meta['detail_scale'] == 2.5 and meta['sha256'] == out['digest']
+    assert read_meta(str(tmp_path / 'nothing')) is None
+
+
+@pytest.mark.parametrize('scale', [0.5, 7.0])
+def test_bad_detail_scale(scale):
+    with pytest.raises(ValueError, match=r'detail_scale must be in \[1, 6\]'):
+        SynthCityConfig(detail_scale=scale)

@@ -1,19 +1,6 @@
 # Quickstart: SAHead (SANet) on the embedded SynthCity data, same body and schedule as the FCN/PSPNet baselines.
 _base_ = [
-    '../_base_/models/r18tiny-d8.py', '../_base_/datasets/synthcity_128x256.py',
+    '../_base_/models/r18tiny-d8_sanet.py', '../_base_/datasets/synthcity_128x256.py',
     '../_base_/default_runtime.py', '../_base_/schedules/schedule_quick_1k.py'
 ]
 custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)
-model = dict(
-    decode_head=dict(
-        type='SAHead',
-        in_channels=[16, 32, 64, 128],  # the four r18tiny stages (paper: all four stages)
-        in_index=[0, 1, 2, 3],
-        channels=128,  # = stage-4 width: the dense branch is a 1x1 classifier on stage 4 (configs/sanet)
-        num_classes=19,
-        norm_cfg=_base_.norm_cfg,
-        align_corners=False,
-        # L_mask; L_cat (0.2, class-frequency targets) and L_den (0.8) are SAHead's defaults (paper Fig. 4),
-        # as are mask_fusion='deep' and the Y_den + Y_SA4 prediction: configs/sanet/README.md, SynthCity section
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    auxiliary_head=None)  # SANet has no stage-3 auxiliary head: its dense branch Y_den plays that role

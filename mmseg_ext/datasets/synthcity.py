@@ -13,6 +13,7 @@ What makes it a small benchmark rather than noise:
 * large "stuff" regions (road, sidewalk, buildings, vegetation, terrain, sky) with texture;
 * thin and small things — 1-3 px poles carrying traffic lights and signs, fences, bicycles —
   that are lost at 1/8 resolution unless low-level features are fused back (GFFNet's claim);
+  ``detail_scale`` (default 1) multiplies their size, see below;
 * **context-only classes**: trucks and buses are drawn with *identical* pixels; which class they
   are is decided by the tint of the sky (warm sky: bus, cold sky: truck), which is far away from
   the vehicle. Likewise a rider is a person drawn on a two-wheeler. Only a head that gathers
@@ -20,10 +21,21 @@ What makes it a small benchmark rather than noise:
 
 Images are generated independently from ``numpy.random.default_rng([seed, split_id, index])``, so
 the same seed gives the same bytes whatever order or subset is generated.
+
+``detail_scale`` s multiplies the size of the small things only — pole widths, traffic-light boxes
+and sign plates, fence bars (width, spacing and band height), people, two-wheelers and their
+riders — and leaves the scene layout, the stuff classes and the vehicles as they are; s = 1 gives the
+original bytes. The horizon, sky and buildings of a scene are the same for every s (they are drawn
+first); what follows differs from s = 1 in detail, because texture noise draws one number per painted
+pixel, so larger things move the random stream on: the same distribution of scenes, not the same images. Why it exists: at 128x256 a 1-3 px pole is 0.1-0.4 feature pixels at
+output stride 8, while Cityscapes' 5-20 px poles at 1024x2048 are about 1-2; at s = 3 SynthCity's
+poles are 3-9 px (0.4-1.1 feature pixels), closer to what a stride-8 head meets on real streets.
+The benchmark config set (``configs/benchmark/``) uses s = 3; the quickstart keeps s = 1.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import os.path as osp
 from dataclasses import dataclass
@@ -34,25 +46,30 @@ import numpy as np
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, \
     RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = range(19)
 IGNORE = 255
+META_FILE = 'synthcity.json'  # generation settings, written next to leftImg8bit/ and gtFine/
 SPLITS = {'train': 0, 'val': 1}
 CITIES = {'train': ('aachen', 'bochum', 'cologne'), 'val': ('frankfurt', )}
 
 
 @dataclass(frozen=True)
 class SynthCityConfig:
-    """What to generate. Defaults: 320 train + 80 val images of 128x256 (H x W)."""
+    """What to generate. Defaults: 320 train + 80 val images of 128x256 (H x W), detail scale 1."""
     root: str = 'data/synthcity'
     seed: int = 0
     num_train: int = 320
     num_val: int = 80
     height: int = 128
     width: int = 256
+    detail_scale: float = 1.0
 
     def __post_init__(self):
         if self.height < 32 or self.width < 32:
             raise ValueError(f'height/width must be >= 32, got {self.height}x{self.width}')
         if self.num_train < 1 or self.num_val < 1:
             raise ValueError('num_train and num_val must be >= 1')
+        if not 1.0 <= self.detail_scale <= 6.0:
+            raise ValueError(f'detail_scale must be in [1, 6] (1: the quickstart data, 3: the '
+                             f'benchmark set), got {self.detail_scale}')
 
 
 class _Canvas:
@@ -106,13 +123,15 @@ def _vehicle(cv: _Canvas, rng, cx, base_y, scale, kind_label, body_color):
             cv.paint(cv.ellipse(y1, wx, 3 * scale, 3 * scale), (20, 20, 20), kind_label)
 
 
-def _two_wheeler(cv: _Canvas, rng, cx, base_y, scale, motor: bool, with_rider: bool):
+def _two_wheeler(cv: _Canvas, rng, cx, base_y, scale, motor: bool, with_rider: bool,
+                 detail: float = 1.0):
+    """``scale`` is the depth scale, already multiplied by ``detail``; tyres are ``detail`` px thick."""
     label = MOTORCYCLE if motor else BICYCLE
     r = (3.2 if motor else 2.6) * scale
     for wx in (cx - 5 * scale, cx + 5 * scale):
-        ring = cv.ellipse(base_y - r, wx, r, r) & ~cv.ellipse(base_y - r, wx, r - 1, r - 1)
+        ring = cv.ellipse(base_y - r, wx, r, r) & ~cv.ellipse(base_y - r, wx, r - detail, r - detail)
         cv.paint(ring, (30, 30, 30), label)
-    frame = cv.rect(base_y - 2 * r - 1, base_y - r, cx - 5 * scale, cx + 5 * scale)
+    frame = cv.rect(base_y - 2 * r - detail, base_y - r, cx - 5 * scale, cx + 5 * scale)
     cv.paint(frame, (170, 40, 40) if motor else (40, 120, 170), label, rng, 5)
     if with_rider:
         _person(cv, rng, cx, base_y - 2 * r, scale * 0.9, RIDER)
@@ -127,17 +146,19 @@ def _person(cv: _Canvas, rng, cx, base_y, scale, label=PERSON):
     cv.paint(head, (220, 180, 150), label, rng, 4)
 
 
-def _pole(cv: _Canvas, rng, x, base_y, top_y, width):
+def _pole(cv: _Canvas, rng, x, base_y, top_y, width, detail: float = 1.0):
+    """A pole ``width`` px wide (already multiplied by ``detail``); lamps and plates scale by ``detail``."""
+    d = detail
     cv.paint(cv.rect(top_y, base_y, x, x + width), (110, 110, 115), POLE, rng, 4)
     kind = rng.integers(3)
     if kind == 0:  # traffic light: dark box with one lit lamp
-        box = cv.rect(top_y, top_y + 8, x - 2, x + width + 2)
+        box = cv.rect(top_y, top_y + 8 * d, x - 2 * d, x + width + 2 * d)
         cv.paint(box, (25, 25, 25), LIGHT)
         lamp = int(rng.integers(3))
-        cv.paint(cv.ellipse(top_y + 1.5 + 2.5 * lamp, x + width / 2, 1, 1),
+        cv.paint(cv.ellipse(top_y + (1.5 + 2.5 * lamp) * d, x + width / 2, d, d),
                  [(230, 40, 30), (230, 200, 30), (40, 220, 60)][lamp], LIGHT)
     elif kind == 1:  # traffic sign: small round or square plate
-        s = rng.uniform(2.5, 4.0)
+        s = rng.uniform(2.5, 4.0) * d
         if rng.random() < 0.5:
             plate = cv.ellipse(top_y + s, x + width / 2, s, s)
         else:
@@ -145,8 +166,13 @@ def _pole(cv: _Canvas, rng, x, base_y, top_y, width):
         cv.paint(plate, [(200, 30, 30), (30, 60, 200), (240, 200, 20)][rng.integers(3)], SIGN)
 
 
-def render_scene(rng: np.random.Generator, height: int, width: int):
-    """Draw one street scene; returns (image uint8 HxWx3 RGB, label uint8 HxW)."""
+def render_scene(rng: np.random.Generator, height: int, width: int, detail_scale: float = 1.0):
+    """Draw one street scene; returns (image uint8 HxWx3 RGB, label uint8 HxW).
+
+    ``detail_scale`` multiplies the size of poles, lights, signs, fence bars, people and
+    two-wheelers (module docstring); 1 gives the original scenes.
+    """
+    ds = float(detail_scale)
     cv = _Canvas(height, width)
     h, w = height, width
     horizon = rng.uniform(0.38, 0.5) * h
@@ -182,8 +208,14 @@ def render_scene(rng: np.random.Generator, height: int, width: int):
                  (160, 150, 135), WALL, rng, 6)
     if rng.random() < 0.6:
         x0 = rng.uniform(0, 0.7) * w
-        fence = cv.rect(horizon + 0.02 * h, horizon + 0.09 * h, x0, x0 + rng.uniform(0.15, 0.3) * w)
-        bars = fence & (((cv.xx % 4) == 0) | ((cv.yy - int(horizon)) % 5 == 0))
+        # bars `ds` px wide every 4*ds px, rails every 5*ds px. The ground painted later covers the
+        # band from ground_y down, so about 0.04*h shows at ds = 1; the band's top rises by 0.04*h
+        # per unit of ds above 1, so that the visible fence keeps its share of bars and rails.
+        top = horizon + 0.02 * h - 0.04 * h * (ds - 1)
+        fence = cv.rect(top, horizon + 0.09 * h, x0, x0 + rng.uniform(0.15, 0.3) * w)
+        bar, rail = int(round(4 * ds)), int(round(5 * ds))
+        thick = int(round(ds))
+        bars = fence & (((cv.xx % bar) < thick) | ((cv.yy - int(horizon)) % rail < thick))
         cv.paint(bars, (90, 110, 90), FENCE)
     # ground: road trapezoid towards a vanishing point, sidewalks and terrain beside it
     vx = rng.uniform(0.35, 0.65) * w
@@ -224,19 +256,21 @@ def render_scene(rng: np.random.Generator, height: int, width: int):
         elif kind < 0.5:
             _vehicle(cv, rng, on_road_x, base_y, scale, BUS if warm else TRUCK, (215, 215, 220))
         elif kind < 0.65:
-            _two_wheeler(cv, rng, on_road_x, base_y, scale, motor=rng.random() < 0.5,
-                         with_rider=rng.random() < 0.8)
+            _two_wheeler(cv, rng, on_road_x, base_y, scale * ds, motor=rng.random() < 0.5,
+                         with_rider=rng.random() < 0.8, detail=ds)
         elif kind < 0.8:
-            _person(cv, rng, on_walk_x, base_y, scale)
+            _person(cv, rng, on_walk_x, base_y, scale * ds)
         else:
-            _two_wheeler(cv, rng, on_walk_x, base_y, scale, motor=False, with_rider=False)
-    # poles with lights and signs, standing on the sidewalk (thin: 1-3 px)
+            _two_wheeler(cv, rng, on_walk_x, base_y, scale * ds, motor=False, with_rider=False,
+                         detail=ds)
+    # poles with lights and signs, standing on the sidewalk (thin: 1-3 px times detail_scale)
     for _ in range(rng.integers(1, 5)):
         depth = rng.uniform(0.1, 1.0)
         base_y = horizon + 0.06 * h + depth * (h - horizon - 0.06 * h)
         half_here = (0.08 + 0.55 * depth) * w
         px = vx + rng.choice([-1, 1]) * half_here * 1.15
-        _pole(cv, rng, px, base_y, base_y - (0.25 + 0.35 * depth) * h, 1 + int(depth * 2.5))
+        _pole(cv, rng, px, base_y, base_y - (0.25 + 0.35 * depth) * h,
+              (1 + int(depth * 2.5)) * ds, detail=ds)
     # global photometric jitter and sensor noise (labels unaffected)
     img = cv.img * rng.uniform(0.8, 1.15) + rng.normal(0, 4, cv.img.shape)
     return np.clip(img, 0, 255).astype(np.uint8), cv.lbl
@@ -259,7 +293,7 @@ def generate(cfg: SynthCityConfig, progress: bool = False) -> dict:
         cities = CITIES[split]
         for i in range(n):
             rng = np.random.default_rng([cfg.seed, SPLITS[split], i])
-            img, lbl = render_scene(rng, cfg.height, cfg.width)
+            img, lbl = render_scene(rng, cfg.height, cfg.width, cfg.detail_scale)
             city = cities[i % len(cities)]
             stem = f'{city}_{i // len(cities):06d}_000019'
             ipath = osp.join(cfg.root, 'leftImg8bit', split, city, f'{stem}_leftImg8bit.png')
@@ -273,4 +307,17 @@ def generate(cfg: SynthCityConfig, progress: bool = False) -> dict:
                 print(f'  {split}: {i + 1}/{n}', flush=True)
         counts[split] = n
     counts['digest'] = digest.hexdigest()
+    meta = dict(seed=cfg.seed, num_train=cfg.num_train, num_val=cfg.num_val, height=cfg.height,
+                width=cfg.width, detail_scale=cfg.detail_scale, sha256=counts['digest'])
+    with open(osp.join(cfg.root, META_FILE), 'w') as f:
+        json.dump(meta, f, indent=1)
     return counts
+
+
+def read_meta(root: str) -> dict | None:
+    """What ``generate`` wrote into ``root/synthcity.json``; None for data generated before it did."""
+    path = osp.join(root, META_FILE)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

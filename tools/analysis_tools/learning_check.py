@@ -13,7 +13,9 @@ table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`
 ``--cfg-options`` changes the trained model of every config alike (the run is named with ``--tag``);
 ``--test-variants LABEL:KEY=VALUE[,KEY=VALUE]`` also tests each final checkpoint with ``tools/test.py``
 under those options (a test-time switch, no retraining; added to finished runs too).
-Writes ``results.md`` (mean ± std over seeds; thin classes apart) and ``results.png``.
+Writes ``results.md`` (mean ± std over seeds; thin classes apart) and ``results.png``; when the
+configs validate during training (``val_interval`` below ``max_iters``, as configs/benchmark/ do
+every 500 iterations), also ``curves.md`` and ``curves.png``: per-class IoU against iterations, per run.
 Long: minutes per run on a CPU. It is a script, not a test.
 """
 import argparse
@@ -31,6 +33,7 @@ CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic lig
            'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
            'bus', 'train', 'motorcycle', 'bicycle')
 THIN = ('pole', 'traffic light', 'traffic sign', 'fence', 'bicycle')  # 1-3 px or small in SynthCity
+SMALL = THIN + ('person', )  # issue #13: each must be learnt (> 5 IoU) by FCN on the benchmark set
 CONTEXT = ('truck', 'bus', 'rider')  # decidable only from distant context in SynthCity
 
 
@@ -49,6 +52,24 @@ def parse_per_class(log_text):
     if len(iou) != len(CLASSES):
         raise ValueError(f'per-class table incomplete: {sorted(iou)}')
     return iou
+
+
+def parse_curve(log_text):
+    """Every validation in a training log: [{'iter': N, 'miou': m, 'iou': {class: IoU}}], in order.
+
+    The iteration of a validation is that of the last ``Iter(train) [ N/M]`` line before its table.
+    """
+    blocks = log_text.split('per class results:')
+    curve = []
+    for before, table in zip(blocks[:-1], blocks[1:]):
+        iters = re.findall(r'Iter\(train\)\s*\[\s*(\d+)/\d+\]', before)
+        if not iters:
+            continue
+        iou = parse_per_class('per class results:' + table)
+        miou = re.search(r'mIoU: ([0-9.]+)', table)
+        curve.append(dict(iter=int(iters[-1]), iou=iou,
+                          miou=float(miou.group(1)) if miou else mean_std(list(iou.values()))[0]))
+    return curve
 
 
 def parse_variant(text):
@@ -91,6 +112,10 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=()):
                              f'not {list(train_opts)}: give this variant its own --tag')
     else:
         res = train_one(config, seed, work_dir, iters, env, train_opts)
+    log_file = osp.join(work_dir, 'train.log')
+    if 'curve' not in res and osp.isfile(log_file):  # a run finished before curves were kept
+        with open(log_file) as f:
+            res['curve'] = parse_curve(f.read())
     # the test builds the trained model (train_opts) and then switches what the variant says
     variants = [(label, list(train_opts) + opts) for label, opts in variants]
     todo = [(label, opts) for label, opts in variants
@@ -123,7 +148,7 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
     iou = parse_per_class(log)
     res = dict(config=osp.basename(config), seed=seed, iou=iou,
                miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=time.time() - start,
-               iters=iters, train_opts=list(train_opts))
+               iters=iters, train_opts=list(train_opts), curve=parse_curve(log))
     return res
 
 
@@ -160,15 +185,17 @@ def write_report(results, out_dir, seeds, iters):
     by = {n: [r for r in results if r['config'] == n] for n in names}
     short = {n: short_name(by[n][0]) for n in names}
     lines = [f'Seeds {seeds}; ' + (f'{iters} iterations each' if iters else 'schedule of each config'),
-             '', '| config | mIoU | thin classes | context classes | train time / run |',
-             '| --- | --- | --- | --- | --- |']
+             '', '| config | mIoU | thin classes | context classes | lowest thin class or person '
+             '(mean) | train time / run |', '| --- | --- | --- | --- | --- | --- |']
     for n in names:
         rs = by[n]
         thin = [statistics.mean(r['iou'][c] for c in THIN) for r in rs]
         ctx = [statistics.mean(r['iou'][c] for c in CONTEXT) for r in rs]
         secs = statistics.mean(r['seconds'] for r in rs)
+        low = min(SMALL, key=lambda c: mean_std([r['iou'][c] for r in rs])[0])
+        low_iou = mean_std([r['iou'][low] for r in rs])[0]
         lines.append(f"| {n} | {fmt([r['miou'] for r in rs])} | {fmt(thin)} | {fmt(ctx)} | "
-                     f'{secs / 60:.1f} min |')
+                     f'{low} {low_iou:.1f} | {secs / 60:.1f} min |')
     lines += ['', 'Per-class IoU (mean ± std over seeds):', '',
               '| class | ' + ' | '.join(short[n] for n in names) + ' |',
               '| --- |' + ' --- |' * len(names)]
@@ -191,6 +218,49 @@ def write_report(results, out_dir, seeds, iters):
         ax.set_title(f'seeds {seeds}')
         fig.tight_layout()
         fig.savefig(osp.join(out_dir, 'results.png'), dpi=100)
+    except ImportError:
+        pass
+    return text
+
+
+def write_curves(results, out_dir):
+    """curves.md / curves.png: per-class IoU of every run against iterations (runs with >1 point)."""
+    runs = [r for r in results if len(r.get('curve') or []) > 1]
+    if not runs:
+        return ''
+    label = {id(r): f"{short_name(r)} s{r['seed']}" for r in runs}
+    cols = ('mIoU', ) + SMALL + CONTEXT
+    lines = ['Per-class IoU at each validation (columns: thin classes, person, context classes)', '']
+    for r in runs:
+        lines += [f"{r['config']}, seed {r['seed']}", '', '| iter | ' + ' | '.join(cols) + ' |',
+                  '| --- |' + ' --- |' * len(cols)]
+        for p in r['curve']:
+            vals = [p['miou']] + [p['iou'][c] for c in cols[1:]]
+            lines.append(f"| {p['iter']} | " + ' | '.join(f'{v:.1f}' for v in vals) + ' |')
+        lines.append('')
+    text = '\n'.join(lines)
+    with open(osp.join(out_dir, 'curves.md'), 'w') as f:
+        f.write(text)
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(2, (len(cols) + 1) // 2, figsize=(3.0 * ((len(cols) + 1) // 2), 5.6),
+                                 sharex=True)
+        for ax, c in zip(axes.ravel(), cols):
+            for r in runs:
+                xs = [p['iter'] for p in r['curve']]
+                ys = [p['miou'] if c == 'mIoU' else p['iou'][c] for p in r['curve']]
+                ax.plot(xs, ys, marker='.', label=label[id(r)])
+            ax.set_title(c, fontsize=9)
+            ax.axhline(5, color='grey', lw=0.5, ls=':')
+        for ax in axes.ravel()[len(cols):]:
+            ax.axis('off')
+        axes.ravel()[0].legend(fontsize=6)
+        fig.supxlabel('iteration')
+        fig.supylabel('IoU (%) on SynthCity val')
+        fig.tight_layout()
+        fig.savefig(osp.join(out_dir, 'curves.png'), dpi=100)
     except ImportError:
         pass
     return text
@@ -228,6 +298,7 @@ def main():
                   flush=True)
             results.append(res)
     print(write_report(results, args.out_dir, args.seeds, args.iters))
+    write_curves(results, args.out_dir)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Generate SynthCity, the embedded Cityscapes-layout benchmark (see mmseg_ext/datasets/synthcity.py).
 
     python tools/dataset_converters/synthcity.py data/synthcity [--seed 0] [--num-train 320] [--num-val 80]
+    python tools/dataset_converters/synthcity.py data/synthcity-detail3 --detail-scale 3   # benchmark set
 """
 import argparse
 import time
@@ -16,13 +17,17 @@ def main():
     parser.add_argument('--num-val', type=int, default=SynthCityConfig.num_val)
     parser.add_argument('--height', type=int, default=SynthCityConfig.height)
     parser.add_argument('--width', type=int, default=SynthCityConfig.width)
+    parser.add_argument('--detail-scale', type=float, default=SynthCityConfig.detail_scale,
+                        help='size multiplier of poles, lights, signs, fences, people and '
+                        'two-wheelers (1: quickstart data, 3: configs/benchmark/)')
     args = parser.parse_args()
     cfg = SynthCityConfig(root=args.root, seed=args.seed, num_train=args.num_train,
-                          num_val=args.num_val, height=args.height, width=args.width)
+                          num_val=args.num_val, height=args.height, width=args.width,
+                          detail_scale=args.detail_scale)
     start = time.time()
     out = generate(cfg, progress=True)
     print(f"SynthCity written to {cfg.root}: {out['train']} train + {out['val']} val images "
-          f"({cfg.height}x{cfg.width}, seed {cfg.seed}) in {time.time() - start:.1f}s; sha256 {out['digest']}")
+          f"({cfg.height}x{cfg.width}, seed {cfg.seed}, detail scale {cfg.detail_scale:g}) in {time.time() - start:.1f}s; sha256 {out['digest']}")
 
 
 if __name__ == '__main__':
