@@ -48,23 +48,25 @@ def test_synthcity_root_empty(tmp_path):
     assert 'holds no *_leftImg8bit.png images' in str(err.value)
 
 
-BENCH = osp.join(REPO, 'configs', 'benchmark', 'fcn_r18tiny-d8_1xb8-4k_synthcity-detail3-128x256.py')
+BENCH = osp.join(REPO, 'configs', 'benchmark', 'fcn_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py')
 
 
 def test_benchmark_config_refuses_the_quickstart_data(synthcity_root, tmp_path):
-    """configs/benchmark/ expects --detail-scale 3 data; the quickstart's (scale 1) is refused."""
-    with pytest.raises(ValueError, match=r'generated with --detail-scale 1, but this config expects '
-                       r'--detail-scale 3\. Generate the right data with `python tools/dataset_'
-                       r'converters/synthcity\.py .* --detail-scale 3`'):
+    """configs/benchmark/ expects the benchmark generator settings; the quickstart data is refused."""
+    with pytest.raises(ValueError, match=r'generated with --detail-scale 1 --extra-pedestrians 0, but '
+                       r'this config expects --detail-scale 3 --extra-pedestrians 2\. Generate the '
+                       r'right data with `python tools/dataset_converters/synthcity\.py .* '
+                       r'--detail-scale 3 --extra-pedestrians 2`'):
         _synthcity_dataset(synthcity_root, BENCH)
     # and the reverse: benchmark data under a quickstart config
     from mmseg_ext.datasets.synthcity import SynthCityConfig, generate
-    root = tmp_path / 'd3'
-    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1, detail_scale=3))
+    root = tmp_path / 'bench'
+    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1, detail_scale=3,
+                             extra_pedestrians=2))
     assert len(_synthcity_dataset(root, BENCH)) == 2
-    with pytest.raises(ValueError, match='expects --detail-scale 1'):
+    with pytest.raises(ValueError, match='expects --detail-scale 1 --extra-pedestrians 0'):
         _synthcity_dataset(root)
-    # data from before synthcity.json existed counts as scale 1
+    # data from before synthcity.json existed counts as the quickstart's
     (root / 'synthcity.json').unlink()
     with pytest.raises(ValueError, match='has no synthcity.json'):
         _synthcity_dataset(root, BENCH)

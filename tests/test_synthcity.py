@@ -112,16 +112,34 @@ def test_poles_are_detail_scale_pixels_wide_at_least():
     assert np.median(widths) >= 3 and (widths >= 3).mean() > 0.9
 
 
+def test_extra_pedestrians():
+    c0, c2 = _counts(3.0), np.zeros(256, np.int64)
+    for i in range(40):
+        a = render_scene(np.random.default_rng([0, 0, i]), 128, 256, 3.0, 0)
+        b = render_scene(np.random.default_rng([0, 0, i]), 128, 256, 3.0)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))  # 0 is the default
+        _, lbl = render_scene(np.random.default_rng([0, 0, i]), 128, 256, 3.0, 2)
+        c2 += np.bincount(lbl.ravel(), minlength=256)
+    person = 11
+    assert c2[person] > 3 * c0[person] > 0  # about 0.6 pedestrians per scene before, 2.6 after
+    for c in (0, 2, 10):  # road, building, sky: the layout is the same
+        assert abs(c2[c] - c0[c]) < 0.1 * c0[c]
+
+
 def test_generate_writes_its_settings(tmp_path):
     from mmseg_ext.datasets.synthcity import read_meta
     out = generate(SynthCityConfig(root=str(tmp_path), num_train=1, num_val=1, height=48,
-                                   width=96, detail_scale=2.5))
+                                   width=96, detail_scale=2.5, extra_pedestrians=1))
     meta = read_meta(str(tmp_path))
-    assert meta['detail_scale'] == 2.5 and meta['sha256'] == out['digest']
+    assert meta['detail_scale'] == 2.5 and meta['extra_pedestrians'] == 1
+    assert meta['sha256'] == out['digest']
     assert read_meta(str(tmp_path / 'nothing')) is None
 
 
-@pytest.mark.parametrize('scale', [0.5, 7.0])
-def test_bad_detail_scale(scale):
-    with pytest.raises(ValueError, match=r'detail_scale must be in \[1, 6\]'):
-        SynthCityConfig(detail_scale=scale)
+@pytest.mark.parametrize('bad,match', [(dict(detail_scale=0.5), r'detail_scale must be in \[1, 6\]'),
+                                       (dict(detail_scale=7.0), r'detail_scale must be in \[1, 6\]'),
+                                       (dict(extra_pedestrians=-1), r'extra_pedestrians must be in'),
+                                       (dict(extra_pedestrians=9), r'extra_pedestrians must be in')])
+def test_bad_generator_settings(bad, match):
+    with pytest.raises(ValueError, match=match):
+        SynthCityConfig(**bad)
