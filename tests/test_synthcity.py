@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,17 @@ def test_generate_writes_its_settings(tmp_path):
 def test_bad_generator_settings(bad, match):
     with pytest.raises(ValueError, match=match):
         SynthCityConfig(**bad)
+
+
+def test_converter_preview_writes_only_the_figure(tmp_path, tool_env):
+    import subprocess
+    import sys
+
+    import cv2
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / 'p.png'
+    subprocess.run([sys.executable, f'{repo}/tools/dataset_converters/synthcity.py', '--preview',
+                    str(out), '--detail-scale', '3', '--extra-pedestrians', '2', '--height', '48',
+                    '--width', '96'], env=tool_env, check=True, cwd=tmp_path)
+    assert cv2.imread(str(out)).shape == (4 * 48, 2 * 96, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['p.png']

@@ -3,11 +3,35 @@
     python tools/dataset_converters/synthcity.py data/synthcity [--seed 0] [--num-train 320] [--num-val 80]
     python tools/dataset_converters/synthcity.py data/synthcity-bench --detail-scale 3 --extra-pedestrians 2
         (the data of configs/benchmark/)
+    python tools/dataset_converters/synthcity.py --preview docs/figures/synthcity_bench.png \
+        --detail-scale 3 --extra-pedestrians 2     # the first 4 training scenes, no dataset written
 """
 import argparse
 import time
 
-from mmseg_ext.datasets.synthcity import SynthCityConfig, generate
+import numpy as np
+
+from mmseg_ext.datasets.synthcity import SPLITS, SynthCityConfig, generate, render_scene
+
+
+def write_preview(args, num=4):
+    """Image and coloured labels of the first ``num`` training scenes, one row each."""
+    import cv2
+    from mmseg.datasets import CityscapesDataset
+    cfg = SynthCityConfig(seed=args.seed, height=args.height, width=args.width,
+                          detail_scale=args.detail_scale, extra_pedestrians=args.extra_pedestrians)
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:19] = CityscapesDataset.METAINFO['palette']
+    rows = []
+    for i in range(num):
+        rng = np.random.default_rng([cfg.seed, SPLITS['train'], i])
+        img, lbl = render_scene(rng, cfg.height, cfg.width, cfg.detail_scale, cfg.extra_pedestrians)
+        rows.append(np.concatenate([img, palette[lbl]], 1))
+    grid = np.concatenate(rows, 0)[..., ::-1]  # RGB -> BGR
+    if not cv2.imwrite(args.preview, np.ascontiguousarray(grid)):
+        raise OSError(f'could not write {args.preview}')
+    print(f'{args.preview}: {num} scenes, detail scale {cfg.detail_scale:g}, '
+          f'{cfg.extra_pedestrians} extra pedestrians')
 
 
 def main():
@@ -23,7 +47,12 @@ def main():
                         'two-wheelers (1: quickstart data, 3: configs/benchmark/)')
     parser.add_argument('--extra-pedestrians', type=int, default=SynthCityConfig.extra_pedestrians,
                         help='pedestrians added to each scene (0: quickstart data, 2: configs/benchmark/)')
+    parser.add_argument('--preview', metavar='PNG',
+                        help='only write the first 4 training scenes (image | Cityscapes-coloured '
+                        'labels) with these settings into this PNG')
     args = parser.parse_args()
+    if args.preview:
+        return write_preview(args)
     cfg = SynthCityConfig(root=args.root, seed=args.seed, num_train=args.num_train,
                           num_val=args.num_val, height=args.height, width=args.width,
                           detail_scale=args.detail_scale,
