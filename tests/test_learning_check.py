@@ -99,4 +99,6 @@ def test_report_names_the_lowest_small_class(lc, tmp_path):
     iou = dict(_iou(20.0), person=2.0)
     runs = [dict(config='fcn_x.py', seed=s, iou=iou, miou=20.0, seconds=60.0) for s in (0, 1)]
     text = lc.write_report(runs, str(tmp_path), [0, 1], None)
-    assert '| person 2.0 |' in text
+    assert '| person 2.0 | 1.0 min | 0, 1 |' in text
+    one = lc.write_report(runs[:1], str(tmp_path), [0], None)
+    assert '| fcn_x.py | 20.0 | 20.0 |' in one  # one seed: no '± 0.0' spread

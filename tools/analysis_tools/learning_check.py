@@ -160,7 +160,10 @@ def mean_std(values):
 
 
 def fmt(values):
+    """'mean ± std'; a single run has no spread, so just its value."""
     m, s = mean_std(values)
+    if sum(v == v for v in values) == 1:
+        return f'{m:.1f}'
     return f'{m:.1f} ± {s:.1f}'
 
 
@@ -186,7 +189,7 @@ def write_report(results, out_dir, seeds, iters):
     short = {n: short_name(by[n][0]) for n in names}
     lines = [f'Seeds {seeds}; ' + (f'{iters} iterations each' if iters else 'schedule of each config'),
              '', '| config | mIoU | thin classes | context classes | lowest thin class or person '
-             '(mean) | train time / run |', '| --- | --- | --- | --- | --- | --- |']
+             '(mean) | train time / run | seeds |', '| --- | --- | --- | --- | --- | --- | --- |']
     for n in names:
         rs = by[n]
         thin = [statistics.mean(r['iou'][c] for c in THIN) for r in rs]
@@ -195,8 +198,9 @@ def write_report(results, out_dir, seeds, iters):
         low = min(SMALL, key=lambda c: mean_std([r['iou'][c] for r in rs])[0])
         low_iou = mean_std([r['iou'][low] for r in rs])[0]
         lines.append(f"| {n} | {fmt([r['miou'] for r in rs])} | {fmt(thin)} | {fmt(ctx)} | "
-                     f'{low} {low_iou:.1f} | {secs / 60:.1f} min |')
-    lines += ['', 'Per-class IoU (mean ± std over seeds):', '',
+                     f"{low} {low_iou:.1f} | {secs / 60:.1f} min | "
+                     f"{', '.join(str(r['seed']) for r in rs)} |")
+    lines += ['', 'Per-class IoU (mean ± std over seeds; no spread where one seed ran):', '',
               '| class | ' + ' | '.join(short[n] for n in names) + ' |',
               '| --- |' + ' --- |' * len(names)]
     for c in CLASSES:
