@@ -24,12 +24,13 @@ the same seed gives the same bytes whatever order or subset is generated.
 
 ``detail_scale`` s multiplies the size of the small things only — pole widths, traffic-light boxes
 and sign plates, fence bars (width, spacing and band height), people, two-wheelers and their
-riders — and leaves the scene layout, the stuff classes and the vehicles as they are; s = 1 gives the
-original bytes. The horizon, sky and buildings of a scene are the same for every s (they are drawn
-first); what follows differs from s = 1 in detail, because texture noise draws one number per painted
-pixel, so larger things move the random stream on: the same distribution of scenes, not the same images. Why it exists: at 128x256 a 1-3 px pole is 0.1-0.4 feature pixels at
-output stride 8, while Cityscapes' 5-20 px poles at 1024x2048 are about 1-2; at s = 3 SynthCity's
-poles are 3-9 px (0.4-1.1 feature pixels), closer to what a stride-8 head meets on real streets.
+riders. Stuff classes and vehicles are drawn as before; s = 1 gives the original bytes. The horizon,
+sky and buildings of a scene are the same for every s (they are drawn first). What follows differs
+from s = 1 in detail: texture noise draws one number per painted pixel, so larger things move the
+random stream on. It is the same distribution of scenes, not the same images.
+Why it exists: at 128x256 a 1-3 px pole is 0.1-0.4 feature pixels at output stride 8, while
+Cityscapes' 5-20 px poles at 1024x2048 are about 1-2; at s = 3 SynthCity's poles are 3-9 px
+(0.4-1.1 feature pixels), closer to what a stride-8 head meets on real streets.
 
 ``extra_pedestrians`` n adds n pedestrians per scene, on the sidewalks at random depths, to the 2-6
 random objects (of which about 15% are pedestrians). At s = 3 alone a stride-8 FCN learnt every
@@ -290,6 +291,12 @@ def render_scene(rng: np.random.Generator, height: int, width: int, detail_scale
     return np.clip(img, 0, 255).astype(np.uint8), cv.lbl
 
 
+def render_index(cfg: SynthCityConfig, split: str, index: int):
+    """Scene ``index`` of ``split`` under ``cfg`` (its own random stream): (image, label)."""
+    rng = np.random.default_rng([cfg.seed, SPLITS[split], index])
+    return render_scene(rng, cfg.height, cfg.width, cfg.detail_scale, cfg.extra_pedestrians)
+
+
 def _write_png(path: str, array: np.ndarray):
     import cv2
     os.makedirs(osp.dirname(path), exist_ok=True)
@@ -306,9 +313,7 @@ def generate(cfg: SynthCityConfig, progress: bool = False) -> dict:
     for split, n in (('train', cfg.num_train), ('val', cfg.num_val)):
         cities = CITIES[split]
         for i in range(n):
-            rng = np.random.default_rng([cfg.seed, SPLITS[split], i])
-            img, lbl = render_scene(rng, cfg.height, cfg.width, cfg.detail_scale,
-                                    cfg.extra_pedestrians)
+            img, lbl = render_index(cfg, split, i)
             city = cities[i % len(cities)]
             stem = f'{city}_{i // len(cities):06d}_000019'
             ipath = osp.join(cfg.root, 'leftImg8bit', split, city, f'{stem}_leftImg8bit.png')

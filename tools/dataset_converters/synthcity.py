@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from mmseg_ext.datasets.synthcity import SPLITS, SynthCityConfig, generate, render_scene
+from mmseg_ext.datasets.synthcity import SynthCityConfig, generate, render_index
 
 
 def write_preview(args, num=4):
@@ -24,8 +24,7 @@ def write_preview(args, num=4):
     palette[:19] = CityscapesDataset.METAINFO['palette']
     rows = []
     for i in range(num):
-        rng = np.random.default_rng([cfg.seed, SPLITS['train'], i])
-        img, lbl = render_scene(rng, cfg.height, cfg.width, cfg.detail_scale, cfg.extra_pedestrians)
+        img, lbl = render_index(cfg, 'train', i)
         rows.append(np.concatenate([img, palette[lbl]], 1))
     grid = np.concatenate(rows, 0)[..., ::-1]  # RGB -> BGR
     if not cv2.imwrite(args.preview, np.ascontiguousarray(grid)):
