@@ -13,9 +13,13 @@ table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`
 ``--cfg-options`` changes the trained model of every config alike (the run is named with ``--tag``);
 ``--test-variants LABEL:KEY=VALUE[,KEY=VALUE]`` also tests each final checkpoint with ``tools/test.py``
 under those options (a test-time switch, no retraining; added to finished runs too).
+``--finished-only`` trains nothing: it reports the runs of these configs already finished in
+``--out-dir`` (tagged ones included, e.g. ``gffnet_...-align1_seed0``), for a report while a long
+series is still running.
 Writes ``results.md`` (mean ± std over seeds; thin classes apart) and ``results.png``; when the
 configs validate during training (``val_interval`` below ``max_iters``, as configs/benchmark/ do
-every 500 iterations), also ``curves.md`` and ``curves.png``: per-class IoU against iterations, per run.
+every 500 iterations), also ``curves.md`` and ``curves.png``: per-class IoU against iterations, for
+the runs of the first seed given.
 Long: minutes per run on a CPU. It is a script, not a test.
 """
 import argparse
@@ -152,6 +156,27 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
     return res
 
 
+def finished_runs(configs, seeds, out_dir, iters):
+    """The runs of ``configs`` finished in ``out_dir``: untagged first, then each ``-tag``, by seed."""
+    results = []
+    for config in configs:
+        name = osp.splitext(osp.basename(config))[0]
+        pattern = re.compile(re.escape(name) + r'(?:-([\w.]+))?_seed(\d+)$')
+        found = []
+        for d in sorted(os.listdir(out_dir)) if osp.isdir(out_dir) else []:
+            m = pattern.match(d)
+            if m and int(m.group(2)) in seeds and osp.isfile(osp.join(out_dir, d, 'result.json')):
+                found.append((m.group(1) or '', int(m.group(2)), d))
+        for tag, seed, d in sorted(found, key=lambda t: (t[0], seeds.index(t[1]))):
+            with open(osp.join(out_dir, d, 'result.json')) as f:
+                opts = json.load(f).get('train_opts', [])
+            res = run_one(config, seed, osp.join(out_dir, d), iters, None, opts)
+            if tag:
+                res['config'], res['short'] = f'{name}-{tag}', f"{name.split('_')[0]}-{tag}"
+            results.append(res)
+    return results
+
+
 def mean_std(values):
     values = [v for v in values if v == v]  # drop nan (class absent from val)
     if not values:
@@ -280,6 +305,8 @@ def main():
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='train every config with these changes (needs --tag)')
     parser.add_argument('--tag', default='', help='suffix of the run names for --cfg-options')
+    parser.add_argument('--finished-only', action='store_true',
+                        help='train nothing: report the runs of these configs finished in --out-dir')
     parser.add_argument('--test-variants', nargs='+', type=parse_variant, default=[],
                         metavar='LABEL:KEY=VALUE[,KEY=VALUE]',
                         help='also test each final checkpoint with these options')
@@ -288,22 +315,29 @@ def main():
         parser.error('--cfg-options and --tag go together: a changed model needs its own run name')
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    results = []
-    for seed in args.seeds:
-        for config in args.configs:
-            name = osp.splitext(osp.basename(config))[0] + (f'-{args.tag}' if args.tag else '')
-            work = osp.join(args.out_dir, f'{name}_seed{seed}')
-            res = run_one(config, seed, work, args.iters, env, args.cfg_options,
-                          args.test_variants)
-            if args.tag:
-                res['config'] = name
-                res['short'] = name.split('_')[0] + f'-{args.tag}'
-            print(f"{name} seed {seed}: mIoU {res['miou']:.2f} ({res['seconds'] / 60:.1f} min)",
-                  flush=True)
-            results.append(res)
+    if args.finished_only:
+        if args.tag or args.test_variants:
+            parser.error('--finished-only reports finished runs as they are: it takes no --tag, '
+                         '--cfg-options or --test-variants')
+        results = finished_runs(args.configs, args.seeds, args.out_dir, args.iters)
+        if not results:
+            sys.exit(f'no finished run of these configs with seeds {args.seeds} in {args.out_dir}')
+    else:
+        results = []
+        for seed in args.seeds:
+            for config in args.configs:
+                name = osp.splitext(osp.basename(config))[0] + (f'-{args.tag}' if args.tag else '')
+                work = osp.join(args.out_dir, f'{name}_seed{seed}')
+                res = run_one(config, seed, work, args.iters, env, args.cfg_options,
+                              args.test_variants)
+                if args.tag:
+                    res['config'] = name
+                    res['short'] = name.split('_')[0] + f'-{args.tag}'
+                print(f"{name} seed {seed}: mIoU {res['miou']:.2f} ({res['seconds'] / 60:.1f} min)",
+                      flush=True)
+                results.append(res)
     print(write_report(results, args.out_dir, args.seeds, args.iters))
-    write_curves(results, args.out_dir)
-
+    write_curves([r for r in results if r['seed'] == args.seeds[0]], args.out_dir)
 
 if __name__ == '__main__':
     main()
