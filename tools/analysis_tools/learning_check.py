@@ -240,11 +240,20 @@ def write_report(results, out_dir, seeds, iters):
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 3.5))
-        ms = [mean_std([r['miou'] for r in by[n]]) for n in names]
-        ax.bar(range(len(names)), [m for m, _ in ms], yerr=[s for _, s in ms], capsize=4)
-        ax.set_xticks(range(len(names)), [short[n] for n in names])
-        ax.set_ylabel('mIoU (%) on SynthCity val')
-        ax.set_title(f'seeds {seeds}')
+        groups = (('mIoU', lambda r: r['miou']),
+                  ('thin classes', lambda r: statistics.mean(r['iou'][c] for c in THIN)),
+                  ('context classes', lambda r: statistics.mean(r['iou'][c] for c in CONTEXT)))
+        width = 0.8 / len(groups)
+        for k, (label, get) in enumerate(groups):
+            ms = [mean_std([get(r) for r in by[n]]) for n in names]
+            ax.bar([i + (k - 1) * width for i in range(len(names))], [m for m, _ in ms],
+                   width, yerr=[s for _, s in ms], capsize=3, label=label)
+        ax.set_xticks(range(len(names)),
+                      [f"{short[n]}\n{len(by[n])} seed{'s' if len(by[n]) > 1 else ''}"
+                       for n in names], fontsize=8)
+        ax.set_ylabel('IoU (%) on SynthCity val')
+        ax.set_title('mean ± std over seeds')
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(osp.join(out_dir, 'results.png'), dpi=100)
     except ImportError:
