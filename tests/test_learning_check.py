@@ -116,11 +116,13 @@ def test_finished_only_collects_finished_and_tagged_runs(lc, tmp_path):
     put('gff_x_seed2', 2, 12.0)
     put('gff_x-align1_seed0', 0, 20.0, ['model.decode_head.align_level=1'])
     put('gff_xl_seed0', 0, 99.0)  # another config whose name starts alike
+    put('gff_x-k-9_seed1', 1, 30.0)  # a tag with a hyphen
     (tmp_path / 'gff_x_seed1').mkdir()  # still training: no result.json
     put('gff_x_seed3', 3, 50.0)  # a seed not asked for
     runs = lc.finished_runs(['configs/gff_x.py'], [0, 1, 2], str(tmp_path), None)
     assert [(r['config'], r['seed'], r['miou']) for r in runs] == [
-        ('gff_x.py', 0, 10.0), ('gff_x.py', 2, 12.0), ('gff_x-align1', 0, 20.0)]
+        ('gff_x.py', 0, 10.0), ('gff_x.py', 2, 12.0), ('gff_x-align1', 0, 20.0),
+        ('gff_x-k-9', 1, 30.0)]
     assert runs[2]['short'] == 'gff-align1'
     text = lc.write_report(runs, str(tmp_path), [0, 1, 2], None)
     assert '| gff_x.py | 11.0 ± 1.4 |' in text and '| gff_x-align1 | 20.0 |' in text

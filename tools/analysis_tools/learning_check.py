@@ -161,7 +161,7 @@ def finished_runs(configs, seeds, out_dir, iters):
     results = []
     for config in configs:
         name = osp.splitext(osp.basename(config))[0]
-        pattern = re.compile(re.escape(name) + r'(?:-([\w.]+))?_seed(\d+)$')
+        pattern = re.compile(re.escape(name) + r'(?:-(.+))?_seed(\d+)$')
         found = []
         for d in sorted(os.listdir(out_dir)) if osp.isdir(out_dir) else []:
             m = pattern.match(d)
@@ -347,6 +347,7 @@ def main():
                 results.append(res)
     print(write_report(results, args.out_dir, args.seeds, args.iters))
     write_curves([r for r in results if r['seed'] == args.seeds[0]], args.out_dir)
+
 
 if __name__ == '__main__':
     main()
