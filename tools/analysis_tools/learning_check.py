@@ -156,6 +156,18 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
     return res
 
 
+def name_tagged(res, name, tag):
+    """A run trained with --cfg-options is reported as ``{config name}-{tag}`` (short: ``gffnet-tag``)."""
+    if tag:
+        res['config'], res['short'] = f'{name}-{tag}', f"{name.split('_')[0]}-{tag}"
+    return res
+
+
+def group_mean(res, classes):
+    """Mean IoU of one run over a class group (THIN or CONTEXT)."""
+    return statistics.mean(res['iou'][c] for c in classes)
+
+
 def finished_runs(configs, seeds, out_dir, iters):
     """The runs of ``configs`` finished in ``out_dir``: untagged first, then each ``-tag``, by seed."""
     results = []
@@ -171,9 +183,7 @@ def finished_runs(configs, seeds, out_dir, iters):
             with open(osp.join(out_dir, d, 'result.json')) as f:
                 opts = json.load(f).get('train_opts', [])
             res = run_one(config, seed, osp.join(out_dir, d), iters, None, opts)
-            if tag:
-                res['config'], res['short'] = f'{name}-{tag}', f"{name.split('_')[0]}-{tag}"
-            results.append(res)
+            results.append(name_tagged(res, name, tag))
     return results
 
 
@@ -217,8 +227,8 @@ def write_report(results, out_dir, seeds, iters):
              '(mean) | train time / run | seeds |', '| --- | --- | --- | --- | --- | --- | --- |']
     for n in names:
         rs = by[n]
-        thin = [statistics.mean(r['iou'][c] for c in THIN) for r in rs]
-        ctx = [statistics.mean(r['iou'][c] for c in CONTEXT) for r in rs]
+        thin = [group_mean(r, THIN) for r in rs]
+        ctx = [group_mean(r, CONTEXT) for r in rs]
         secs = statistics.mean(r['seconds'] for r in rs)
         low = min(SMALL, key=lambda c: mean_std([r['iou'][c] for r in rs])[0])
         low_iou = mean_std([r['iou'][low] for r in rs])[0]
@@ -241,12 +251,12 @@ def write_report(results, out_dir, seeds, iters):
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 3.5))
         groups = (('mIoU', lambda r: r['miou']),
-                  ('thin classes', lambda r: statistics.mean(r['iou'][c] for c in THIN)),
-                  ('context classes', lambda r: statistics.mean(r['iou'][c] for c in CONTEXT)))
+                  ('thin classes', lambda r: group_mean(r, THIN)),
+                  ('context classes', lambda r: group_mean(r, CONTEXT)))
         width = 0.8 / len(groups)
         for k, (label, get) in enumerate(groups):
             ms = [mean_std([get(r) for r in by[n]]) for n in names]
-            ax.bar([i + (k - 1) * width for i in range(len(names))], [m for m, _ in ms],
+            ax.bar([i + (k - (len(groups) - 1) / 2) * width for i in range(len(names))], [m for m, _ in ms],
                    width, yerr=[s for _, s in ms], capsize=3, label=label)
         ax.set_xticks(range(len(names)),
                       [f"{short[n]}\n{len(by[n])} seed{'s' if len(by[n]) > 1 else ''}"
@@ -335,14 +345,12 @@ def main():
         results = []
         for seed in args.seeds:
             for config in args.configs:
-                name = osp.splitext(osp.basename(config))[0] + (f'-{args.tag}' if args.tag else '')
-                work = osp.join(args.out_dir, f'{name}_seed{seed}')
-                res = run_one(config, seed, work, args.iters, env, args.cfg_options,
-                              args.test_variants)
-                if args.tag:
-                    res['config'] = name
-                    res['short'] = name.split('_')[0] + f'-{args.tag}'
-                print(f"{name} seed {seed}: mIoU {res['miou']:.2f} ({res['seconds'] / 60:.1f} min)",
+                name = osp.splitext(osp.basename(config))[0]
+                run = name + (f'-{args.tag}' if args.tag else '')
+                res = run_one(config, seed, osp.join(args.out_dir, f'{run}_seed{seed}'), args.iters,
+                              env, args.cfg_options, args.test_variants)
+                name_tagged(res, name, args.tag)
+                print(f"{run} seed {seed}: mIoU {res['miou']:.2f} ({res['seconds'] / 60:.1f} min)",
                       flush=True)
                 results.append(res)
     print(write_report(results, args.out_dir, args.seeds, args.iters))
