@@ -10,7 +10,11 @@ torch >= 2.6 every ``tools/test.py``, ``--resume`` and ``load_from`` of a local 
 * numpy's ``ndarray``, ``dtype``, ``_reconstruct`` and ``scalar`` (arrays and numpy scalars in
   ``meta`` and the message hub).
 
-Importing this module allow-lists exactly these globals. ``builtins.getattr`` is not allow-listed
+Importing this module allow-lists exactly these globals: in torch's weights-only unpickler
+(``torch.serialization.add_safe_globals``) on torch >= 2.6, and on torch 2.0-2.5, which cannot
+extend that unpickler with them, in :mod:`mmseg_ext.restricted_pickle`, an unpickler whose only
+globals are torch's weights-only allow-list plus these (:data:`NATIVE_ALLOWLIST` says which is in
+use; :func:`weights_only_load` is the one call for both). ``builtins.getattr`` is not allow-listed
 as such: the name is bound to :func:`restricted_getattr`, which answers only
 ``getattr(HistoryBuffer, <registered statistics method>)`` and refuses everything else, so a
 checkpoint cannot use it to reach arbitrary attributes. Any other global is still refused by
@@ -101,9 +105,72 @@ SAFE_GLOBALS = [
 ]
 
 
+def _torch_version() -> tuple:
+    return tuple(int(p) for p in re.findall(r'\d+', torch.__version__)[:2])
+
+
+#: True on torch >= 2.6: :data:`SAFE_GLOBALS` extend torch's own weights-only allow-list
+#: (``torch.serialization.add_safe_globals``, which takes ``(object, name)`` pairs and builds
+#: allow-listed classes such as ``HistoryBuffer`` from 2.6 on). On torch 2.0-2.5 :func:`safe_load`
+#: unpickles with :mod:`mmseg_ext.restricted_pickle` instead, whose allow-list is torch's plus the
+#: same :data:`SAFE_GLOBALS`; a plain ``torch.load(weights_only=True)`` there knows nothing of them.
+NATIVE_ALLOWLIST: bool = (_torch_version() >= (2, 6)
+                          and hasattr(torch.serialization, 'add_safe_globals'))
+
+
+def _global_name(obj) -> str:
+    return f'{obj.__module__}.{obj.__qualname__}'
+
+
+def _torch_allowed_globals() -> dict:
+    """torch's weights-only allow-list (``'module.name'`` -> object) with what torch 2.6+ added to
+    it (every dtype, ``torch.device``, qschemes, ``Counter``, ``bytearray``, ``set``, ``complex``),
+    for :mod:`mmseg_ext.restricted_pickle`."""
+    import collections
+
+    from torch import _weights_only_unpickler
+    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    extra = [torch.device, collections.Counter, collections.OrderedDict]
+    allowed.update({_global_name(o): o for o in extra})
+    allowed.update({f'builtins.{o.__name__}': o for o in (bytearray, set, complex)})
+    for value in vars(torch).values():
+        if isinstance(value, (torch.dtype, torch.qscheme)):
+            allowed[str(value)] = value
+    return allowed
+
+
+def restricted_allowlist() -> dict:
+    """``'module.name'`` -> object: what :mod:`mmseg_ext.restricted_pickle` lets a checkpoint name
+    (torch's weights-only allow-list and :data:`SAFE_GLOBALS`)."""
+    allowed = _torch_allowed_globals()
+    for entry in SAFE_GLOBALS:
+        obj, name = entry if isinstance(entry, tuple) else (entry, _global_name(entry))
+        allowed[name] = obj
+    return allowed
+
+
 def register_safe_globals() -> None:
-    """Allow-list :data:`SAFE_GLOBALS` for ``torch.load(weights_only=True)`` (idempotent)."""
-    torch.serialization.add_safe_globals(SAFE_GLOBALS)
+    """Allow-list :data:`SAFE_GLOBALS` for :func:`safe_load` (idempotent): in torch's weights-only
+    unpickler on torch >= 2.6, in :mod:`mmseg_ext.restricted_pickle` before that."""
+    if NATIVE_ALLOWLIST:
+        torch.serialization.add_safe_globals(SAFE_GLOBALS)
+        return
+    from . import restricted_pickle
+    restricted_pickle.ALLOWED.clear()
+    restricted_pickle.ALLOWED.update(restricted_allowlist())
+
+
+def weights_only_load(source, map_location=None):
+    """Unpickle ``source`` allowing only torch's tensor globals and :data:`SAFE_GLOBALS`:
+    ``torch.load(weights_only=True)`` on torch >= 2.6, ``torch.load`` with
+    :mod:`mmseg_ext.restricted_pickle` as its ``pickle_module`` before (no file checks; use
+    :func:`safe_load`)."""
+    if NATIVE_ALLOWLIST:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    from . import restricted_pickle
+    # weights_only=True cannot take a pickle_module; the restricted module is the allow-list here
+    return torch.load(source, map_location=map_location, pickle_module=restricted_pickle,
+                      weights_only=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,10 +318,11 @@ def safe_load(source, map_location=None, name: str | None = None,
     name = name or _source_name(source)
     verify_checkpoint(source, name, check_crc)
     try:
-        return torch.load(source, map_location=map_location, weights_only=True)
+        return weights_only_load(source, map_location=map_location)
     except pickle.UnpicklingError as err:
         detail = _refusal_detail(err)
-        if detail.startswith('Unsupported operand'):
+        if detail.startswith('Unsupported operand') or not (
+                NATIVE_ALLOWLIST or detail.startswith(('Unsupported global', 'mmseg_ext refuses'))):
             raise CheckpointFileError(
                 f'{name} is not a checkpoint or is corrupted: its pickle stream is invalid '
                 f'({detail}). Copy or download the checkpoint again.') from None

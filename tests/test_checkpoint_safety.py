@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mmseg_ext  # noqa: F401  (registers the allow-list)
-from mmseg_ext.checkpoint import restricted_getattr
+from mmseg_ext.checkpoint import restricted_getattr, weights_only_load
 
 
 def _runner_like_checkpoint():
@@ -36,7 +36,7 @@ def test_runner_checkpoint_loads_with_weights_only(tmp_path):
     path = tmp_path / 'ckpt.pth'
     ckpt = _runner_like_checkpoint()
     torch.save(ckpt, path)
-    loaded = torch.load(path, map_location='cpu', weights_only=True)
+    loaded = weights_only_load(path, map_location="cpu")
     assert loaded['meta']['seed'] == 7
     np.testing.assert_array_equal(loaded['meta']['mean'], [1.0, 2.0])
     assert loaded['meta']['blob'] == b'\x00\xffbytes'
@@ -68,7 +68,7 @@ def test_foreign_global_is_refused_and_runs_nothing(tmp_path):
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'payload': _RunsCode(marker)}, path)
     with pytest.raises(pickle.UnpicklingError, match='posix.system|os.system|Unsupported global'):
-        torch.load(path, weights_only=True)
+        weights_only_load(path)
     assert not marker.exists()
     # and through mmengine's loader, as tools/test.py would call it
     from mmengine.runner import CheckpointLoader
@@ -102,7 +102,7 @@ def test_getattr_is_restricted(tmp_path, module, name, attr):
                 data = _pickle_calling_getattr(module, name, attr)
             dst.writestr(item, data)
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(path, weights_only=True)
+        weights_only_load(path)
 
 
 def test_restricted_getattr_allows_only_statistics_methods():

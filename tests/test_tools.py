@@ -7,6 +7,8 @@ import sys
 import pytest
 import torch
 
+from mmseg_ext.checkpoint import weights_only_load
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICK = osp.join(REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
 HEAD_QUICKSTARTS = [
@@ -84,7 +86,7 @@ def test_dist_train_two_cpu_processes_then_resume(tmp_path, tool_env):
     out = run(base + ['--resume', '--cfg-options', *short_run(4)], tool_env)
     assert re.search(r'resumed (epoch|iter)', out, re.I) or 'Load checkpoint from' in out, out[-3000:]
     assert re.search(r'Iter\(train\) \[\s*3/4\]', out) and not re.search(r'Iter\(train\) \[\s*1/4\]', out)
-    ckpt = torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=True)
+    ckpt = weights_only_load(work / 'iter_4.pth', map_location='cpu')
     assert ckpt['meta']['iter'] == 4
     # and the multi-process test path evaluates it
     out = run(['bash', osp.join(REPO, 'tools', 'dist_test.sh'), QUICK, str(work / 'iter_4.pth'), '2',

@@ -1,12 +1,52 @@
 #!/usr/bin/env bash
-# The test suite, from a fresh machine: installs what is missing (tools/install.sh), then runs pytest on CPU.
-#   bash tools/run_tests.sh [pytest args]
-set -euo pipefail
+# The test suite, from a fresh machine: for each stack, install what is missing (tools/install.sh),
+# then pytest on CPU. Exits non-zero if any stack's suite fails.
+#   bash tools/run_tests.sh [pytest args]                       # both stacks (what CI runs)
+#   MMSEG_EXT_STACKS=current bash tools/run_tests.sh [args]     # one stack: current | classic
+# Stacks (README "Supported versions"): current = torch 2.14.1 in .venv (MMSEG_EXT_VENV),
+# classic = torch 2.1.2 + triton 2.1 in .venv-classic (MMSEG_EXT_CLASSIC_VENV).
+set -uo pipefail
 cd "$(dirname "$0")/.."
-bash tools/install.sh
-VENV=${MMSEG_EXT_VENV:-$PWD/.venv}
-export PATH="$VENV/bin:$PATH"   # tools/dist_train.sh calls `python`
+ROOT=$PWD
+STACKS=${MMSEG_EXT_STACKS:-current classic}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-start=$(date +%s)
-python -m pytest tests -q -p no:cacheprovider --durations=15 "$@"
-echo "test suite: $(( $(date +%s) - start ))s"
+reports=$(mktemp -d)
+status=0
+t0=$(date +%s)
+for stack in $STACKS; do
+  case "$stack" in
+    current) venv=${MMSEG_EXT_VENV:-$ROOT/.venv} ;;
+    classic) venv=${MMSEG_EXT_CLASSIC_VENV:-$ROOT/.venv-classic} ;;
+    *) echo "MMSEG_EXT_STACKS: unknown stack '$stack' (use current and/or classic)" >&2; exit 2 ;;
+  esac
+  echo "=== stack $stack ($venv) ==="
+  s=$(date +%s)
+  if ! MMSEG_EXT_STACK=$stack MMSEG_EXT_VENV=$venv bash tools/install.sh; then
+    echo "stack $stack: install failed" >&2; status=1; continue
+  fi
+  echo "stack $stack: install $(( $(date +%s) - s ))s"
+  s=$(date +%s)
+  # tools/dist_train.sh and the tests' subprocesses call `python`
+  PATH="$venv/bin:$PATH" python -m pytest tests -q -p no:cacheprovider --durations=15 \
+    --junitxml="$reports/$stack.xml" "$@"
+  rc=$?
+  echo "stack $stack: test suite $(( $(date +%s) - s ))s, pytest exit $rc"
+  [ $rc -eq 0 ] || status=1
+done
+# one closing line over the stacks' suites ("N passed, N failed, N skipped")
+python3 - "$reports" <<'PY' || status=1
+import glob, sys, xml.etree.ElementTree as ET
+tot = dict(tests=0, failures=0, errors=0, skipped=0)
+files = sorted(glob.glob(sys.argv[1] + '/*.xml'))
+for f in files:
+    for suite in ET.parse(f).getroot().iter('testsuite'):
+        for k in tot:
+            tot[k] += int(suite.get(k, 0))
+failed = tot['failures'] + tot['errors']
+passed = tot['tests'] - failed - tot['skipped']
+print(f"stacks: {' '.join(f.rsplit('/', 1)[1][:-4] for f in files) or 'none ran'}")
+print(f'total: {passed} passed, {failed} failed, {tot["skipped"]} skipped')
+sys.exit(0 if files and passed > 0 and failed == 0 else 1)
+PY
+echo "run_tests.sh: $(( $(date +%s) - t0 ))s"
+exit $status

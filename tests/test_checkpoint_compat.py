@@ -1,0 +1,91 @@
+"""The restricted unpickler that :func:`mmseg_ext.checkpoint.safe_load` uses on torch < 2.6.
+
+On torch 2.0-2.5, ``torch.serialization.add_safe_globals`` is missing or cannot build the classes
+mmengine pickles, so ``safe_load`` unpickles with :mod:`mmseg_ext.restricted_pickle` (allow-list:
+torch's weights-only globals + ``SAFE_GLOBALS``). These tests run that path on every torch (on the
+current stack by switching ``NATIVE_ALLOWLIST`` off), so both stacks of CI test it.
+"""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import mmseg_ext  # noqa: F401
+from mmseg_ext import checkpoint as ckpt_mod
+from mmseg_ext import restricted_pickle
+from mmseg_ext.checkpoint import UnsafeCheckpointError, safe_load
+from test_checkpoint_safety import _pickle_calling_getattr, _runner_like_checkpoint
+
+
+@pytest.fixture
+def restricted(monkeypatch):
+    """safe_load through the restricted unpickler, whatever this torch is."""
+    monkeypatch.setattr(ckpt_mod, 'NATIVE_ALLOWLIST', False)
+    monkeypatch.setattr(restricted_pickle, 'ALLOWED', ckpt_mod.restricted_allowlist())
+
+
+def test_native_allowlist_exactly_from_torch_2_6():
+    assert ckpt_mod.NATIVE_ALLOWLIST == (ckpt_mod._torch_version() >= (2, 6))
+
+
+@pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy'])
+def test_runner_checkpoint_loads(tmp_path, restricted, zip_format):
+    path = tmp_path / 'ckpt.pth'
+    ckpt = _runner_like_checkpoint()
+    ckpt['meta'].update(devices=torch.device('cpu'), dtype_t=torch.bfloat16, ids={1, 2})
+    torch.save(ckpt, path, _use_new_zipfile_serialization=zip_format)
+    loaded = safe_load(path, map_location='cpu')
+    assert loaded['meta']['seed'] == 7 and loaded['meta']['blob'] == b'\x00\xffbytes'
+    assert loaded['meta']['ids'] == {1, 2} and loaded['meta']['dtype_t'] is torch.bfloat16
+    np.testing.assert_array_equal(loaded['meta']['mean'], [1.0, 2.0])
+    assert loaded['message_hub']['log_scalars']['train/loss'].mean() == pytest.approx(1.0)
+    torch.testing.assert_close(loaded['state_dict']['weight'], ckpt['state_dict']['weight'])
+    torch.testing.assert_close(loaded['optimizer']['state'][0]['momentum_buffer'],
+                               ckpt['optimizer']['state'][0]['momentum_buffer'])
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+class _Evals:
+    def __reduce__(self):
+        return (eval, ("__import__('os').system('true')", ))
+
+
+@pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy'])
+@pytest.mark.parametrize('payload', ['system', 'eval', 'class'])
+def test_foreign_globals_are_refused_and_run_nothing(tmp_path, restricted, zip_format, payload):
+    marker = tmp_path / 'pwned'
+    obj = {'system': _RunsCode(marker), 'eval': _Evals(), 'class': _RunsCode}[payload]
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'payload': obj}, path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(UnsafeCheckpointError, match='Unsupported global') as err:
+        safe_load(path)
+    assert 'Nothing of it was executed' in str(err.value)
+    assert 'weights_only=False' not in str(err.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('obj,attr', [('HistoryBuffer', '__init__'), ('HistoryBuffer', '__class__')])
+def test_getattr_is_restricted(restricted, obj, attr):
+    data = _pickle_calling_getattr('mmengine.logging.history_buffer', obj, attr)
+    with pytest.raises(pickle.UnpicklingError, match='refuses getattr'):
+        restricted_pickle.loads(data)
+    ok = _pickle_calling_getattr('mmengine.logging.history_buffer', 'HistoryBuffer', 'mean')
+    from mmengine.logging import HistoryBuffer
+    assert restricted_pickle.loads(ok) is HistoryBuffer.mean
+
+
+def test_protocol2_builtin_names_are_mapped(restricted):
+    """Protocol < 3 pickles name builtins ``__builtin__``; they map to the allow-list's names."""
+    assert restricted_pickle.loads(pickle.dumps({1, 2}, protocol=2)) == {1, 2}
+    assert restricted_pickle.loads(pickle.dumps(bytearray(b'ab'), protocol=2)) == bytearray(b'ab')
+    with pytest.raises(restricted_pickle.RefusedGlobal, match='builtins.eval'):
+        restricted_pickle.loads(b'\x80\x02c__builtin__\neval\nX\x01\x00\x00\x001\x85R.')
