@@ -22,7 +22,8 @@ class SAHead(BaseDecodeHead):
     """SANet head: one SA block per backbone stage + dense FCN branch.
 
     Per selected stage ``i`` (``in_index``, paper: the four stages):
-    ``F_i = SA_i(x_i)`` with ``in_channels[i] // reduction`` channels, then a
+    ``F_i = SA_i(x_i)`` with ``in_channels[i] // reduction`` channels (at
+    least ``min_channels``), then a
     1x1 conv "adapts the output of the SA head to the class number" (§3.3),
     giving the class map ``Y_SA_i``. The ``Y_SA_i`` are resized to the first
     selected stage and concatenated (``n * K`` channels); from them
