@@ -127,3 +127,26 @@ def test_finished_only_collects_finished_and_tagged_runs(lc, tmp_path):
     text = lc.write_report(runs, str(tmp_path), [0, 1, 2], None)
     assert '| gff_x.py | 11.0 ± 1.4 |' in text and '| gff_x-align1 | 20.0 |' in text
     assert lc.finished_runs(['configs/gff_x.py'], [0], str(tmp_path / 'none'), None) == []
+
+
+def test_sa4_variant_reaches_the_benchmark_sanet(lc):
+    """--test-variants sa4:... (issue #23) gives tools/test.py a model predicting Y_SA4 alone, with the
+    parameters of the trained one (old checkpoints load strictly)."""
+    import os.path as osp
+    from mmengine.config import Config, DictAction
+    import mmseg_ext  # noqa: F401
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    from mmseg_ext.utils import revert_sync_bn_cfg
+    register_all_modules()
+    label, opts = lc.parse_variant('sa4:model.decode_head.infer_mode=sa4')
+    assert label == 'sa4'
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    path = osp.join(lc.REPO, 'configs', 'benchmark', 'sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py')
+    cfg = Config.fromfile(path)
+    trained = MODELS.build(revert_sync_bn_cfg(cfg.model.copy()))
+    cfg.merge_from_dict(parser.parse_args(['--cfg-options', *opts]).cfg_options)
+    tested = MODELS.build(revert_sync_bn_cfg(cfg.model.copy()))
+    assert tested.decode_head.infer_mode == 'sa4'
+    tested.load_state_dict(trained.state_dict(), strict=True)

@@ -264,7 +264,7 @@ def test_den_sa4_sum_of_probabilities(binary):
         assert torch.equal(pred.argmax(1), (den.softmax(1) + sa4.softmax(1)).argmax(1))
 
 
-@pytest.mark.parametrize('infer_mode', ['den_sa4', 'mask', 'den'])
+@pytest.mark.parametrize('infer_mode', ['den_sa4', 'sa4', 'mask', 'den'])
 def test_deep_fusion_prediction_rules(infer_mode):
     head = _head(mask_fusion='deep', infer_mode=infer_mode).eval()
     feats = _feats((33, 65))
@@ -272,7 +272,8 @@ def test_deep_fusion_prediction_rules(infer_mode):
         out = head(feats)
         den = head.conv_seg(feats[-1])
         sa4 = head.sa_cls[-1](head.sa_modules[-1](feats[-1]))
-    ref = {'den_sa4': den + sa4, 'den': den, 'mask': out[1]}[infer_mode]
+    ref = {'den_sa4': den + sa4, 'den': den, 'sa4': sa4,
+           'mask': out[1]}[infer_mode]
     torch.testing.assert_close(out[0], ref)
 
 
@@ -335,7 +336,7 @@ def test_ablation_switches():
     (dict(attn_channels=3), ValueError, 'attn_channels'),
     (dict(pool_type='min'), ValueError, 'pool_type'),
     (dict(module_type='cbam'), ValueError, 'module_type'),
-    (dict(infer_mode='sa4'), ValueError, 'infer_mode'),
+    (dict(infer_mode='Y_SA4'), ValueError, 'infer_mode'),
     (dict(loss_den=None), ValueError, "infer_mode='mask'"),
     (dict(channels=16), ValueError, 'channels=32'),
     (dict(den_num_convs=-1), ValueError, 'den_num_convs'),

@@ -5,7 +5,8 @@
         configs/quickstart/sanet_r18tiny-d8_1xb8-1k_synthcity-128x256.py \
         --seeds 0 1 2 --out-dir work_dirs/learning_check [--iters N] \
         [--cfg-options model.decode_head.mask_fusion=deep --tag deep] \
-        [--test-variants den:model.decode_head.infer_mode=den mask:model.decode_head.infer_mode=mask]
+        [--test-variants den:model.decode_head.infer_mode=den sa4:model.decode_head.infer_mode=sa4 \
+                         mask:model.decode_head.infer_mode=mask]
 
 Each (config, seed) is trained with ``tools/train.py`` (same schedule for every config unless
 ``--iters`` shortens all of them alike), evaluated on SynthCity val at the end, and the per-class

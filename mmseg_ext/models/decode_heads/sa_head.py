@@ -1,7 +1,7 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """SANet decode head: "Squeeze-and-Attention Networks for Semantic
 Segmentation", Zhong et al., CVPR 2020 (arXiv:1909.03402)."""
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -13,10 +13,8 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, SampleList
 from ..utils.head_checks import check_output_mode
+from ..utils.sa_head_utils import check_sa_head_args, log_mean_prob
 from ..utils.sa_module import build_head_module
-
-INFER_MODES = ('den_sa4', 'mask', 'den')
-MASK_FUSIONS = ('conv', 'mean', 'deep')
 
 
 @MODELS.register_module()
@@ -24,7 +22,8 @@ class SAHead(BaseDecodeHead):
     """SANet head: one SA block per backbone stage + dense FCN branch.
 
     Per selected stage ``i`` (``in_index``, paper: the four stages):
-    ``F_i = SA_i(x_i)`` with ``in_channels[i] // reduction`` channels, then a
+    ``F_i = SA_i(x_i)`` with ``in_channels[i] // reduction`` channels (at
+    least ``min_channels``), then a
     1x1 conv "adapts the output of the SA head to the class number" (§3.3),
     giving the class map ``Y_SA_i``. The ``Y_SA_i`` are resized to the first
     selected stage and concatenated (``n * K`` channels); from them
@@ -58,22 +57,38 @@ class SAHead(BaseDecodeHead):
     Inference (``infer_mode='den_sa4'``, §3.3: "the regularized dense
     segmentation prediction of a SANet is Y_den + Y_SA4"): ``Y_den + Y_SA_n``,
     the dense prediction plus the class map of the *last* SA head, both at
-    stage-4 resolution. ``'mask'`` predicts ``Y_mask`` and ``'den'`` ``Y_den``.
+    stage-4 resolution. ``'sa4'`` predicts ``Y_SA4`` alone, ``'mask'``
+    ``Y_mask`` (with ``'deep'``/``'mean'``: the mean of *all* ``Y_SA_i``,
+    at stage-1 resolution) and ``'den'`` ``Y_den``.
     What is summed is a reading (``den_sa4_sum``): ``'logits'`` adds the two
     logit maps; ``'probs'`` adds the two class-probability maps (softmax, or
     sigmoid when ``out_channels=1``), as the paper's hatted ``Y`` are the
     probabilities whose log Eq. 7 takes; the head then returns the log of
-    their mean (log-odds when binary), so mmseg's softmax/sigmoid and argmax
-    downstream (``predict``, ``--tta``) see that mean.
+    their mean (log-odds when binary), computed in log space so saturated
+    logits stay finite (:func:`log_mean_prob`), and mmseg's softmax/sigmoid
+    and argmax downstream (``predict``, ``--tta``) see that mean.
+
+    What ``L_den`` (Eq. 9, ``Y^den``) trains is a reading too
+    (``den_loss_on``): ``'den'`` puts it on ``Y_den``, the dense branch
+    alone (an auxiliary loss, "similar to ... deep supervision", §3.3);
+    ``'sum'`` on the predicted sum ``Y_den + Y_SA4`` as ``den_sa4_sum``
+    forms it (the "regularized dense segmentation prediction"), so the map
+    that is predicted is the map that is trained.
+
+    Width of the SA blocks: ``in_channels[i] // reduction`` ("a fourth"),
+    raised to ``min_channels`` when given (a floor for bodies narrower than
+    the paper's ResNet, whose blocks have 64-512 channels for 21-60 classes).
 
     Ablations (Tables 1, 3): ``module_type`` ``'sa'``/``'se'``/``'conv'``;
     ``loss_cat=None`` removes the categorical branch; ``loss_den=None``
-    removes the dense branch (then ``infer_mode`` must be ``'mask'``).
+    removes the dense branch (then ``infer_mode`` is ``'mask'`` or ``'sa4'``).
 
-    ``forward`` returns ``(seg_pred, Y_mask[, Y_den][, y_cat][, Y_SA])``;
+    ``forward`` returns ``(seg_pred, Y_mask[, Y_den][, y_cat][, Y_SA]
+    [, Y_SA4])``;
     ``seg_pred`` is what ``infer_mode`` selects and is what ``predict`` uses;
     ``Y_SA`` (only with ``mask_fusion='deep'``) stacks the resized
-    ``Y_SA_i`` as ``(n, B, K, H, W)``.
+    ``Y_SA_i`` as ``(n, B, K, H, W)``; ``Y_SA4`` (only with
+    ``den_loss_on='sum'``) is the last SA map at stage-4 resolution.
 
     Binary segmentation (``out_channels=1``) needs sigmoid ``loss_decode``
     and ``loss_den``; a softmax one is refused at construction.
@@ -87,8 +102,19 @@ class SAHead(BaseDecodeHead):
             ``in_channels[i] // reduction`` ("a fourth in both main and
             attention channels", §3.3). §3.3 sets the SE modules' FC to 4,
             which the SE ablation configs use. Default: None.
-        pool_ratio (int): SA down/up-sampling ratio (§3.3: 8). Default: 8.
+        pool_ratio (int, optional): SA down/up-sampling ratio (§3.3: 8);
+            None means 8 unless ``attn_grid`` is given. Default: None.
+        attn_grid (int | tuple[int, int], optional): Pool the attention
+            channel to this grid of cells instead (the paper's 8 on its
+            64x64 maps); one of ``pool_ratio`` / ``attn_grid``.
+            Default: None.
         pool_type (str): ``'avg'`` (Eq. 5, default) or ``'max'`` (§3.3 text).
+        attn_act (str): ``'sigmoid'`` (default) or ``'relu'`` (``sigma`` of
+            Eq. 4 in the paper's notation); see
+            :class:`SqueezeAttentionModule`.
+        main_convs (int): Convs of the SA main channel, 1 (default) or 2.
+        min_channels (int, optional): Floor of the SA block width; None: no
+            floor. Default: None.
         sa_groups (int): Groups of the first conv of the main and attention
             channels (§3.3: 2). Default: 2.
         sa_kernel_size (int): Kernel of those convs. Default: 3.
@@ -100,9 +126,11 @@ class SAHead(BaseDecodeHead):
         den_kernel_size (int): Kernel of those convs. Default: 3.
         mask_fusion (str): ``'deep'``, ``'conv'`` or ``'mean'`` (above).
             Default: 'deep'.
-        infer_mode (str): ``'den_sa4'`` (paper), ``'mask'`` or ``'den'``.
+        infer_mode (str): ``'den_sa4'`` (paper), ``'sa4'``, ``'mask'`` or
+            ``'den'`` (above). Default: 'den_sa4'.
         den_sa4_sum (str): ``'logits'`` or ``'probs'`` (above). Default:
             'logits'.
+        den_loss_on (str): ``'den'`` or ``'sum'`` (above). Default: 'den'.
         loss_cat (dict, optional): Categorical loss; None disables the branch.
         loss_den (dict, optional): Dense loss; None disables the branch.
     """
@@ -111,8 +139,12 @@ class SAHead(BaseDecodeHead):
                  module_type: str = 'sa',
                  reduction: int = 4,
                  attn_channels: Optional[int] = None,
-                 pool_ratio: int = 8,
+                 pool_ratio: Optional[int] = None,
+                 attn_grid: Union[int, Tuple[int, int], None] = None,
                  pool_type: str = 'avg',
+                 attn_act: str = 'sigmoid',
+                 main_convs: int = 1,
+                 min_channels: Optional[int] = None,
                  sa_groups: int = 2,
                  sa_kernel_size: int = 3,
                  den_num_convs: int = 0,
@@ -120,17 +152,16 @@ class SAHead(BaseDecodeHead):
                  mask_fusion: str = 'deep',
                  infer_mode: str = 'den_sa4',
                  den_sa4_sum: str = 'logits',
+                 den_loss_on: str = 'den',
                  loss_cat: OptConfigType = dict(
                      type='CategoricalLoss', loss_weight=0.2),
                  loss_den: OptConfigType = dict(
                      type='CrossEntropyLoss', use_sigmoid=False,
                      loss_weight=0.8, loss_name='loss_den'),
                  **kwargs):
-        self._check_args(kwargs, reduction, pool_ratio, den_num_convs,
-                         mask_fusion, infer_mode, loss_den)
-        if den_sa4_sum not in ('logits', 'probs'):
-            raise ValueError("den_sa4_sum must be 'logits' or 'probs', got "
-                             f'{den_sa4_sum!r}')
+        check_sa_head_args(kwargs, reduction, pool_ratio, den_num_convs,
+                           mask_fusion, infer_mode, den_sa4_sum, den_loss_on,
+                           min_channels, sa_groups, loss_den)
         use_den, use_cat = loss_den is not None, loss_cat is not None
         override = [dict(name='sa_cls')]  # conv_mask: see init_weights
         override += [dict(name='conv_seg')] if use_den else []
@@ -141,6 +172,7 @@ class SAHead(BaseDecodeHead):
         self.mask_fusion = mask_fusion
         self.infer_mode = infer_mode
         self.den_sa4_sum = den_sa4_sum
+        self.den_loss_on = den_loss_on
         n, k = len(self.in_channels), self.out_channels
         self.sa_modules = nn.ModuleList()
         self.sa_cls = nn.ModuleList()
@@ -148,14 +180,16 @@ class SAHead(BaseDecodeHead):
             if c % reduction:
                 raise ValueError(f'in_channels {self.in_channels} must be '
                                  f'divisible by reduction={reduction}')
+            width = max(c // reduction, min_channels or 0)
             self.sa_modules.append(build_head_module(
-                module_type, in_channels=c, out_channels=c // reduction,
+                module_type, in_channels=c, out_channels=width,
                 attn_channels=attn_channels, pool_ratio=pool_ratio,
-                pool_type=pool_type, groups=sa_groups,
+                attn_grid=attn_grid, pool_type=pool_type, attn_act=attn_act,
+                main_convs=main_convs, groups=sa_groups,
                 kernel_size=sa_kernel_size, align_corners=self.align_corners,
                 conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
                 act_cfg=self.act_cfg))
-            self.sa_cls.append(nn.Conv2d(c // reduction, k, 1))
+            self.sa_cls.append(nn.Conv2d(width, k, 1))
         self.conv_mask = nn.Conv2d(n * k, k, 1) \
             if mask_fusion == 'conv' else None
         self.fc_cat = nn.Linear(n * k, self.num_classes) if use_cat else None
@@ -187,43 +221,6 @@ class SAHead(BaseDecodeHead):
             self.conv_mask.weight.copy_(weight.view(k, n * k, 1, 1))
             self.conv_mask.bias.zero_()
 
-    @staticmethod
-    def _check_args(kwargs, reduction, pool_ratio, den_num_convs, mask_fusion,
-                    infer_mode, loss_den):
-        in_channels, in_index = kwargs.get('in_channels'), kwargs.get(
-            'in_index', -1)
-        if not isinstance(in_channels, (list, tuple)) or not isinstance(
-                in_index, (list, tuple)):
-            raise TypeError(
-                'SAHead needs one input per SA block: in_channels and '
-                'in_index must be lists, e.g. in_channels=[256, 512, 1024, '
-                f'2048], in_index=[0, 1, 2, 3]; got in_channels='
-                f'{in_channels!r}, in_index={in_index!r}')
-        if len(in_channels) != len(in_index) or not in_index:
-            raise ValueError(
-                f'len(in_channels)={len(in_channels)} must equal '
-                f'len(in_index)={len(in_index)} (one SA block per selected '
-                'stage; the paper uses 4: in_index=[0, 1, 2, 3])')
-        for name, v, low in (('reduction', reduction, 1),
-                             ('pool_ratio', pool_ratio, 1),
-                             ('den_num_convs', den_num_convs, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f'{name} must be an int >= {low}, got {v!r}')
-        if den_num_convs == 0 and kwargs.get('channels') != in_channels[-1]:
-            raise ValueError(
-                'den_num_convs=0 classifies stage 4 directly: set channels='
-                f'{in_channels[-1]} (in_channels[-1])')
-        if mask_fusion not in MASK_FUSIONS:
-            raise ValueError(f'mask_fusion must be one of {MASK_FUSIONS}, '
-                             f'got {mask_fusion!r}')
-        if infer_mode not in INFER_MODES:
-            raise ValueError(f'infer_mode must be one of {INFER_MODES} '
-                             f"(paper: 'den_sa4'), got {infer_mode!r}")
-        if loss_den is None and infer_mode != 'mask':
-            raise ValueError(
-                f"infer_mode={infer_mode!r} needs the dense branch; with "
-                "loss_den=None set infer_mode='mask'")
-
     def _forward_feature(self, inputs: List[Tensor]) -> List[Tensor]:
         """Class maps ``Y_SA_i`` of the SA blocks, one per selected stage."""
         drop = self.dropout or nn.Identity()  # None when dropout_ratio=0
@@ -253,26 +250,21 @@ class SAHead(BaseDecodeHead):
             outs.append(self.fc_cat(concat.mean(dim=(2, 3))))
         if self.mask_fusion == 'deep':
             outs.append(torch.stack(maps))
+        sa4 = sa_maps[-1]  # Y_SA4 at stage-4 resolution (= Y_den's)
+        if self.den_loss_on == 'sum':
+            outs.append(sa4)
+        pred = dict(mask=mask, den=den, sa4=sa4).get(self.infer_mode)
         if self.infer_mode == 'den_sa4':
-            pred = self._den_plus_sa4(
-                den, resize(sa_maps[-1], size=den.shape[2:], mode='bilinear',
-                            align_corners=self.align_corners))
-        else:
-            pred = mask if self.infer_mode == 'mask' else den
+            pred = self._den_plus_sa4(den, sa4)
         return (pred, *outs)
 
     def _den_plus_sa4(self, den: Tensor, sa4: Tensor) -> Tensor:
         """``Y_den + Y_SA4`` as logits (``den_sa4_sum``, see the class)."""
+        sa4 = resize(sa4, size=den.shape[2:], mode='bilinear',
+                     align_corners=self.align_corners)  # same size: no-op
         if self.den_sa4_sum == 'logits':
             return den + sa4
-        # probabilities in fp32 at least (fp16/bf16 logits under AMP)
-        dt = torch.promote_types(den.dtype, torch.float32)
-        den, sa4, out_dtype = den.to(dt), sa4.to(dt), den.dtype
-        if self.out_channels == 1:  # log-odds of the mean probability
-            p = (torch.sigmoid(den) + torch.sigmoid(sa4)) / 2
-            return (torch.log(p) - torch.log1p(-p)).to(out_dtype)
-        p = (den.softmax(1) + sa4.softmax(1)) / 2
-        return torch.log(p).to(out_dtype)
+        return log_mean_prob(den, sa4, binary=self.out_channels == 1)
 
     def predict(self, inputs: Tuple[Tensor], batch_img_metas: List[dict],
                 test_cfg: ConfigType) -> Tensor:
@@ -298,6 +290,8 @@ class SAHead(BaseDecodeHead):
         else:
             losses = super().loss_by_feat(mask, batch_data_samples)
         seg_label = self._stack_batch_gt(batch_data_samples).squeeze(1)
+        if self.den_loss_on == 'sum':  # L_den on the prediction Y_den + Y_SA4
+            den = self._den_plus_sa4(den, outs.pop(0))
         if den is not None:
             den = resize(den, size=seg_label.shape[1:], mode='bilinear',
                          align_corners=self.align_corners)

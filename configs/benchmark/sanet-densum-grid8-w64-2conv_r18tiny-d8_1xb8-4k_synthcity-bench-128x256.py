@@ -1,0 +1,19 @@
+# SANet reading (d2) of issue #23, to train on top of (a)+(b)+(c) (sanet-densum-grid8-w64_..., whose comments
+# explain the numbers): two convs in the SA main channel, a grouped 3x3 then a 1x1 as in the attention channel
+# ("group convolution ... for the first convolution operations in both main and attention channels", §3.3). If
+# (a) alone beats (a)+(b)+(c), train this switch on top of sanet-densum_... instead
+# (learning_check.py --cfg-options model.decode_head.main_convs=2 --tag 2conv).
+# the bases of the benchmark SANet (sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py), not that config
+# itself: at most three inheritance levels
+_base_ = [
+    '../_base_/models/r18tiny-d8_sanet.py', '../_base_/datasets/synthcity-bench_128x256.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_quick_4k.py'
+]
+custom_imports = dict(imports=['mmseg_ext'], allow_failed_imports=False)
+model = dict(
+    decode_head=dict(
+        den_loss_on='sum',  # (a)
+        pool_ratio=None,  # (b): an 8x8 attention grid at every stage
+        attn_grid=8,
+        min_channels=64,  # (c): SA blocks as wide as the FCN/PSPNet heads of this body
+        main_convs=2))  # (d2)
