@@ -375,13 +375,19 @@ def _plain(obj):
     return obj
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
 def _first_difference(a, b, path: str = '') -> Optional[str]:
     """The first key path where ``a`` (a run's) and ``b`` (the asked config's) differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             sub = f'{path}.{k}' if path else k
             if k not in a or k not in b:
-                return f'{sub} {"absent" if k not in a else a[k]!r} vs {b.get(k, "absent")!r}'
+                return (f'{sub} {"absent" if k not in a else _short(a[k])} vs '
+                        f'{"absent" if k not in b else _short(b[k])}')
             diff = _first_difference(a[k], b[k], sub)
             if diff:
                 return diff
@@ -392,7 +398,7 @@ def _first_difference(a, b, path: str = '') -> Optional[str]:
             if diff:
                 return diff
         return None
-    return None if a == b else f'{path} {a!r} vs {b!r}'
+    return None if a == b else f'{path} {_short(a)} vs {_short(b)}'
 
 
 def config_difference(run_cfg, cfg) -> Optional[str]:
