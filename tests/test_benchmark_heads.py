@@ -109,3 +109,47 @@ def test_snl_backend_reaches_every_snl_head(bh):
     assert bh._build_from_cfg(bh.HEAD_CONFIGS['SNLHead'], 'decode_head').snl.backend == 'auto'
     with pytest.raises(SystemExit):
         bh.main(['--heads', 'SNL', '--snl-backend', 'cuda'])
+
+
+def test_only_a_missing_kernel_is_na_on_cpu(bh, monkeypatch, capsys):
+    """Issue #25 item 6: a real error is reported as such and the tool exits non-zero."""
+    mmcv_cpu = "RuntimeError: ca_forward_impl: implementation for device cpu not found."
+    triton_cpu = ("ValueError: backend='triton' cannot run here: the tensors are on cpu. "
+                  "Use backend='auto'")
+    real = 'ValueError: Expected more than 1 value per channel when training'
+    for msg, unavailable in ((mmcv_cpu, True), (triton_cpu, True), (real, False),
+                             ('RuntimeError: shape mismatch', False)):
+        assert bool(bh.UNAVAILABLE_ON_DEVICE.search(msg)) is unavailable, msg
+    answers = {'CCHead': {'ok': False, 'error': mmcv_cpu, 'unavailable': True},
+               'SAHead': {'ok': False, 'error': real, 'unavailable': False}}
+    monkeypatch.setattr(bh, 'run_job', lambda job, timeout, threads: dict(answers[job['head']]))
+    rows = bh.main(['--heads', 'CC', '--size', '32', '32'])  # n/a only: no failure
+    assert rows[0]['status'] == f'n/a on CPU ({mmcv_cpu})'
+    with pytest.raises(SystemExit) as e:
+        bh.main(['--heads', 'CC', 'SA', '--size', '32', '32', '--batch', '1'])
+    assert 'SAHead 32x32: ' + real + ' (train-mode BN of the pooled branches needs --batch >= 2)' \
+        in str(e.value.code)
+    out = capsys.readouterr().out
+    assert f'| SAHead | 32x32 | - | - | - | - | - | - | error: {real} |' in out
+    assert 'n/a on CPU (ValueError' not in out
+
+
+def test_batch_one_gff_fails_loudly(bh, capsys):
+    """The issue's case end to end, in the worker subprocess: the real error, exit non-zero."""
+    with pytest.raises(SystemExit) as e:
+        bh.main(['--heads', 'GFF', '--size', '32', '32', '--batch', '1', '--repeats', '1',
+                 '--warmup', '0', '--threads', '1'])
+    msg = str(e.value.code)
+    assert 'GFFHead 32x32: ValueError: GFFHead: the PPM (pool_scales) branch pools to 1x1' in msg
+    assert 'Expected more than 1 value per channel' in msg and 'n/a' not in msg
+    out = capsys.readouterr().out
+    assert '| GFFHead | 32x32 | - | - | - | - | - | - | error: ValueError' in out
+
+
+def test_pair_refuses_a_config_without_a_model(bh, capsys):
+    with pytest.raises(SystemExit) as e:
+        bh.main(['--heads', 'FCN', '--size', '32', '32', '--pair',
+                 'mmseg::_base_/datasets/cityscapes.py', 'mmseg::_base_/models/fcn_r50-d8.py'])
+    assert e.value.code != 0
+    assert "config 'mmseg::_base_/datasets/cityscapes.py' defines no model" in \
+        capsys.readouterr().err

@@ -67,3 +67,23 @@ def test_arguments_and_goal_lines(bench):
 def test_cuda_mode_without_gpu_says_so(bench, capsys):
     with pytest.raises(SystemExit, match='CUDA is not available here'):
         bench.main(['--device', 'cuda'])
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--reps', '-1'], 'argument --reps: repetitions: must be >= 1, got -1'),
+    (['--reps', '0'], 'argument --reps: repetitions: must be >= 1, got 0'),
+    (['--c', '0'], 'argument --c: channels: must be >= 1, got 0'),
+    (['--k', 'x'], "argument --k: kernel side: an integer >= 1, got 'x'"),
+    (['--sizes', 'abc'], "argument --sizes: a size is HxW in pixels with H, W >= 1, e.g. 64x128; "
+                         "got 'abc'"),
+    (['--sizes', '64x0'], "got '64x0'"),
+    (['--max-s', 'nan'], "argument --max-s: a finite number > 0, got 'nan'"),
+    (['--triton-blocks', '16,48'], 'ROWS,CHANNELS: two powers of two'),
+])
+def test_bad_arguments_say_what_to_change(bench, capsys, argv, message):
+    """Issue #25 item 7: argparse errors naming the argument and the allowed values."""
+    with pytest.raises(SystemExit) as e:
+        bench.parse_args(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+    assert bench.parse_args(['--sizes', '8X16', '--reps', '1', '--c', '1']).sizes == ['8x16']

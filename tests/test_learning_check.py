@@ -1,5 +1,6 @@
 """learning_check.py's bookkeeping (no training here): variant parsing, reuse rules, report rows."""
 import argparse
+import functools
 import json
 
 import pytest
@@ -104,19 +105,22 @@ def test_report_names_the_lowest_small_class(lc, tmp_path):
     assert '| fcn_x.py | 20.0 | 20.0 |' in one  # one seed: no '± 0.0' spread
 
 
-def test_finished_only_collects_finished_and_tagged_runs(lc, tmp_path):
-    def put(dirname, seed, miou, opts=()):
-        d = tmp_path / dirname
-        d.mkdir()
-        (d / 'result.json').write_text(json.dumps(dict(
-            config='gff_x.py', seed=seed, iou=_iou(miou), miou=miou, seconds=60.0, iters=None,
-            train_opts=list(opts))))
+def _put_run(root, dirname, seed, miou, opts=(), config='gff_x.py'):
+    d = root / dirname
+    d.mkdir()
+    (d / 'result.json').write_text(json.dumps(dict(
+        config=config, seed=seed, iou=_iou(miou), miou=miou, seconds=60.0, iters=None,
+        train_opts=list(opts))))
+    return d
 
+
+def test_finished_only_collects_finished_and_tagged_runs(lc, tmp_path):
+    put = functools.partial(_put_run, tmp_path)
     put('gff_x_seed0', 0, 10.0)
     put('gff_x_seed2', 2, 12.0)
     put('gff_x-align1_seed0', 0, 20.0, ['model.decode_head.align_level=1'])
-    put('gff_xl_seed0', 0, 99.0)  # another config whose name starts alike
-    put('gff_x-k-9_seed1', 1, 30.0)  # a tag with a hyphen
+    put('gff_xl_seed0', 0, 99.0, config='gff_xl.py')  # another config whose name starts alike
+    put('gff_x-k-9_seed1', 1, 30.0, ['model.decode_head.kernel=9'])  # a tag with a hyphen
     (tmp_path / 'gff_x_seed1').mkdir()  # still training: no result.json
     put('gff_x_seed3', 3, 50.0)  # a seed not asked for
     runs = lc.finished_runs(['configs/gff_x.py'], [0, 1, 2], str(tmp_path), None)
@@ -150,3 +154,29 @@ def test_sa4_variant_reaches_the_benchmark_sanet(lc):
     tested = MODELS.build(revert_sync_bn_cfg(cfg.model.copy()))
     assert tested.decode_head.infer_mode == 'sa4'
     tested.load_state_dict(trained.state_dict(), strict=True)
+
+
+def test_finished_only_matches_runs_by_their_recorded_config(lc, tmp_path, capsys):
+    """Issue #25 item 5: a config whose name extends another's (``-slide-ms``) is not a tagged
+    variant of it, and each run is listed once, under its own config, when both are given."""
+    put = functools.partial(_put_run, tmp_path)
+    put('gff_x_seed0', 0, 28.9)
+    put('gff_x-slide-ms_seed0', 0, 99.0, config='gff_x-slide-ms.py')
+    put('gff_x-align1_seed0', 0, 20.0, ['model.decode_head.align_level=1'])
+    # no result.json config: the config mmengine dumped into the work dir says whose run it is
+    old = put('gff_x-slide-ms_seed1', 1, 98.0, config=None)
+    (old / 'gff_x-slide-ms.py').write_text('model = dict()\n')
+    # a run named like a tag of gff_x but trained without options: its name does not fit
+    put('gff_x-notag_seed1', 1, 77.0)
+    runs = lc.finished_runs(['configs/gff_x.py'], [0, 1], str(tmp_path), None)
+    assert [(r['config'], r['seed'], r['miou']) for r in runs] == [
+        ('gff_x.py', 0, 28.9), ('gff_x-align1', 0, 20.0)]
+    err = capsys.readouterr().err
+    assert "skipped" in err and "gff_x-notag_seed1" in err
+    both = lc.finished_runs(['configs/gff_x.py', 'configs/gffnet/gff_x-slide-ms.py'], [0, 1],
+                            str(tmp_path), None)
+    assert [(r['config'], r['seed'], r['miou']) for r in both] == [
+        ('gff_x.py', 0, 28.9), ('gff_x-align1', 0, 20.0), ('gff_x-slide-ms.py', 0, 99.0),
+        ('gff_x-slide-ms.py', 1, 98.0)]
+    text = lc.write_report(both, str(tmp_path), [0, 1], None)
+    assert '| gff_x.py | 28.9 |' in text and '| gff_x-slide-ms.py | 98.5 ± 0.7 |' in text

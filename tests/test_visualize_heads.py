@@ -282,3 +282,24 @@ def test_slide_inference_is_switched_to_whole():
     with pytest.warns(UserWarning, match='whole-image inference'):
         model = hm.init_segmentor(cfg, 'none')
     assert model.test_cfg.mode == 'whole'
+
+
+def test_checkpoint_of_another_model_is_refused(images, tmp_path, load_analysis_tool):
+    """Issue #25 item 6: an FCN checkpoint has no GFF head weights; the gates of an untrained
+    head are not drawn. Item 7: a config without a model says so."""
+    from mmengine.runner import save_checkpoint
+    from mmseg.apis import init_model
+    fcn = init_model(QS.format('fcn'), None, device='cpu')
+    path = str(tmp_path / 'fcn.pth')
+    save_checkpoint(dict(state_dict=fcn.state_dict(), meta=dict(dataset_meta=dict(
+        classes=tuple('abcdefghijklmnopqrs'), palette=[[i, i, i] for i in range(19)]))), path)
+    with pytest.raises(ValueError, match=r'not a checkpoint of this config\'s model \(GFFHead\)'
+                       r': it lacks \d+ weights of the model \(in decode_head\)'):
+        hm.init_segmentor(QS.format('gffnet'), path)
+    tool = load_analysis_tool('visualize_heads')
+    with pytest.raises(ValueError, match='lacks'):
+        tool.main([QS.format('gffnet'), path, images[0], '--out-dir', str(tmp_path / 'out')])
+    assert not (tmp_path / 'out').exists()
+    dataset_only = osp.join(REPO, 'configs', '_base_', 'datasets', 'synthcity_128x256.py')
+    with pytest.raises(ValueError, match='defines no model'):
+        tool.main([dataset_only, 'none', images[0], '--out-dir', str(tmp_path / 'out')])

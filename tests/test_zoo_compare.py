@@ -160,3 +160,83 @@ def test_flops_of_the_sparse_attention_model(zc):
         expected_op += q[0] * q[2] * q[3] * kh * kw * (q[1] + v[1])
     assert expected_op > 0
     assert res['flops'] - expected_op > 0  # the convolutions were traced and counted too
+
+
+def _fake_run(work_dir, stamp, cfg, miou, step):
+    """One mmengine run folder as the runner leaves it: the config it ran and its scalars."""
+    vis = work_dir / stamp / 'vis_data'
+    vis.mkdir(parents=True)
+    cfg.dump(str(vis / 'config.py'))
+    (vis / 'scalars.json').write_text(
+        json.dumps({'loss': 1.0, 'memory': 1024, 'step': 1}) + '\n'
+        + json.dumps({'aAcc': 80.0, 'mIoU': miou, 'step': step}) + '\n')
+
+
+def test_read_work_dir_reads_the_run_of_the_config(zc, tmp_path):
+    """Issue #25 item 5: a later 4-iteration trial in the same work dir is not our result."""
+    from mmengine.config import Config
+    path = osp.join(REPO, 'configs', 'quickstart', 'gffnet_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    cfg = Config.fromfile(path)
+    assert cfg.train_cfg.max_iters == 1000
+    trial = Config.fromfile(path)
+    trial.merge_from_dict({'train_cfg.max_iters': 4})
+    wd = tmp_path / 'wd'
+    _fake_run(wd, '20261201_100000', cfg, 28.90, 1000)  # the full run
+    _fake_run(wd, '20261201_120000', cfg, 20.00, 500)  # the same config, stopped half-way
+    _fake_run(wd, '20261202_090000', trial, 2.19, 4)  # the newest: a 4-iteration trial
+    res = zc.read_work_dir(str(wd), cfg)
+    assert res['mIoU'] == 28.90 and res['memory_gb'] == 1.0
+    assert res['source'].endswith(osp.join('20261201_100000', 'vis_data', 'scalars.json'))
+    assert res['run'].startswith('run 20261201_100000: validation at iteration 1000 of 1000, '
+                                 'complete; its recorded config matches')
+    assert '20261202_090000 (train_cfg.max_iters 4 vs 1000)' in res['run']
+    # without the full run, the incomplete one is read and called so
+    import shutil
+    shutil.rmtree(wd / '20261201_100000')
+    res = zc.read_work_dir(str(wd), cfg)
+    assert res['mIoU'] == 20.0 and 'INCOMPLETE' in res['run']
+    # only the trial: no result of this config (it is not reported as ours)
+    shutil.rmtree(wd / '20261201_120000')
+    res = zc.read_work_dir(str(wd), cfg)
+    assert res['mIoU'] is None
+    assert res['run'].startswith('no evaluated run of this config; passed over 1 run')
+
+
+def test_read_work_dir_judges_a_test_run_by_its_checkpoint(zc, tmp_path):
+    """A tools/test.py run records the config given to test.py; what counts is the config the
+    tested checkpoint was trained with (mmengine saves its text and iteration in ``meta``)."""
+    import torch
+    from mmengine.config import Config
+    path = osp.join(REPO, 'configs', 'quickstart', 'gffnet_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    cfg = Config.fromfile(path)
+    trial = Config.fromfile(path)
+    trial.merge_from_dict({'train_cfg.max_iters': 4})
+    wd = tmp_path / 'wd'
+    for stamp, train_cfg, it, miou in (('20261201_100000', cfg, 1000, 28.9),
+                                        ('20261202_090000', trial, 4, 2.19)):
+        ckpt = wd / f'iter_{it}.pth'
+        wd.mkdir(exist_ok=True)
+        torch.save(dict(meta=dict(cfg=train_cfg.pretty_text, iter=it), state_dict={}), ckpt)
+        run = wd / stamp
+        (run / 'vis_data').mkdir(parents=True)
+        cfg.dump(str(run / 'vis_data' / 'config.py'))  # test.py was given the full config
+        (run / f'{stamp}.log').write_text(
+            f'Loads checkpoint by local backend from path: {ckpt}\nLoad checkpoint from {ckpt}\n'
+            f'Iter(test) [4/4]    aAcc: 80.0000  mIoU: {miou:.4f}  mAcc: 40.0000\n')
+    res = zc.read_work_dir(str(wd), cfg)
+    assert res['mIoU'] == 28.9
+    assert res['run'].startswith(f"run 20261201_100000: test of {wd / 'iter_1000.pth'} (saved at "
+                                 "iteration 1000 of 1000), complete; its checkpoint's training "
+                                 'config matches')
+    assert f"20261202_090000 (a test of {wd / 'iter_4.pth'}, trained with train_cfg.max_iters 4 " \
+        'vs 1000)' in res['run']
+
+
+def test_cli_refuses_a_config_without_a_model(zc, capsys):
+    """Issue #25 item 7: a dataset-only or model-only config says what is missing."""
+    for part, missing in (('datasets/synthcity_128x256.py', 'defines no model'),
+                          ('models/r18tiny-d8_gffnet.py', 'defines no train_dataloader')):
+        with pytest.raises(SystemExit) as e:
+            zc.main([osp.join(REPO, 'configs', '_base_', part)])
+        assert e.value.code != 0
+        assert missing in capsys.readouterr().err

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Set up everything mmseg_ext needs on a fresh machine (Python 3.10-3.12, pip, gcc).
 #
-#   bash tools/install.sh            # venv in ./.venv, CPU ops
+#   bash tools/install.sh            # venv in ./.venv, CPU ops, the current stack (torch 2.14.1)
+#   MMSEG_EXT_STACK=classic bash tools/install.sh   # venv in ./.venv-classic: torch 2.1.2 + triton 2.1.0
 #   FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="8.0;9.0" bash tools/install.sh   # GPU users
+#
+# Stacks (MMSEG_EXT_STACK; README "Supported versions"):
+#   current  torch 2.14.1 + torchvision 0.29.1, mmcv 2.1.0 compiled with -std=c++20 (default)
+#   classic  torch 2.1.2 + torchvision 0.16.2 (+ triton 2.1.0), mmcv 2.1.0 compiled as its sdist says
+#            (-std=c++17): the stack of OpenMMLab's prebuilt mmcv 2.1.0 wheels, which most mmseg 1.2.2
+#            users have. Both get mmengine 0.10.7, mmsegmentation 1.2.2, mmpretrain 1.2.0.
+# Already have an mmseg environment? Do not run this: `pip install --no-deps -e .` there (README).
 #
 # What it does, and why (see README "Troubleshooting"):
 #  1. a virtualenv (MMSEG_EXT_VENV, default ./.venv) with setuptools==80.9.0: setuptools >= 81 has no
 #     pkg_resources, which mmcv's setup.py and mim import;
-#  2. torch==2.14.1 + torchvision==0.29.1;
-#  3. mmcv==2.1.0 *with compiled ops*, built from its sdist because no wheel exists for this torch.
-#     The sdist hard-codes -std=c++17 and torch 2.14's headers require C++20, so the flag is raised.
+#  2. torch + torchvision of the stack;
+#  3. mmcv==2.1.0 *with compiled ops*, built from its sdist because PyPI has no wheel of it (OpenMMLab's
+#     own wheels are not on PyPI). The sdist hard-codes -std=c++17; torch 2.14's headers require C++20,
+#     so for the current stack the flag is raised.
 #     The wheel is cached under MMSEG_EXT_CACHE (default ~/.cache/mmseg_ext) in a folder whose name
 #     carries the torch version and CPU/CUDA flavour; pip's own wheel cache is bypassed because it
 #     reuses an mmcv wheel built against another torch. First build: ~20 min on 2 cores.
@@ -20,10 +29,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
-VENV=${MMSEG_EXT_VENV:-$ROOT/.venv}
+STACK=${MMSEG_EXT_STACK:-current}
+case "$STACK" in
+  current) TORCH_V=2.14.1; TV_V=0.29.1; CXX_STD=c++20; DEFAULT_VENV=$ROOT/.venv ;;
+  classic) TORCH_V=2.1.2;  TV_V=0.16.2; CXX_STD=c++17; DEFAULT_VENV=$ROOT/.venv-classic ;;
+  *) echo "MMSEG_EXT_STACK must be 'current' (torch 2.14.1) or 'classic' (torch 2.1.2), got '$STACK'" >&2
+     exit 2 ;;
+esac
+VENV=${MMSEG_EXT_VENV:-$DEFAULT_VENV}
 CACHE=${MMSEG_EXT_CACHE:-$HOME/.cache/mmseg_ext}
-TORCH_V=2.14.1
-TV_V=0.29.1
 MMCV_V=2.1.0
 FORCE_CUDA=${FORCE_CUDA:-0}
 JOBS=${MAX_JOBS:-$(nproc)}
@@ -39,8 +53,8 @@ PIP=("$VPY" -m pip --disable-pip-version-check)
 
 log "base tools"
 "${PIP[@]}" install -q 'pip>=23' 'setuptools==80.9.0' wheel ninja
-log "torch==$TORCH_V torchvision==$TV_V"
-"${PIP[@]}" install -q "torch==$TORCH_V" "torchvision==$TV_V" 'setuptools==80.9.0'
+log "stack $STACK: torch==$TORCH_V torchvision==$TV_V"
+"${PIP[@]}" install -q "torch==$TORCH_V" "torchvision==$TV_V" 'setuptools==80.9.0' 'numpy<2'
 
 # ---- mmcv with ops -------------------------------------------------------------------------
 flavour=cpu; [ "$FORCE_CUDA" = 1 ] && flavour=cuda
@@ -62,8 +76,8 @@ else
     work=$(mktemp -d)
     "${PIP[@]}" download -q --no-deps --no-binary=:all: --no-build-isolation "mmcv==$MMCV_V" -d "$work"
     tar -xzf "$work"/mmcv-$MMCV_V.tar.gz -C "$work"
-    sed -i 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_V/setup.py"
-    grep -q -- '-std=c++20' "$work/mmcv-$MMCV_V/setup.py"
+    sed -i "s/-std=c++17/-std=$CXX_STD/g" "$work/mmcv-$MMCV_V/setup.py"
+    grep -q -- "-std=$CXX_STD" "$work/mmcv-$MMCV_V/setup.py"
     mkdir -p "$WHEELDIR"
     ( cd "$work/mmcv-$MMCV_V" && MMCV_WITH_OPS=1 FORCE_CUDA=$FORCE_CUDA MAX_JOBS=$JOBS \
         "${PIP[@]}" wheel --no-deps --no-build-isolation --no-cache-dir -w "$WHEELDIR" . )
@@ -79,7 +93,8 @@ else
 fi
 
 log "OpenMMLab packages"
-"${PIP[@]}" install -q -r requirements.txt
+grep -v -E '^(torch|torchvision|mmcv)==' requirements.txt > "$VENV/requirements-rest.txt"
+"${PIP[@]}" install -q -r "$VENV/requirements-rest.txt" "torch==$TORCH_V" "torchvision==$TV_V"
 log "openmim (without opendatalab/openxlab; its other dependencies are in requirements.txt)"
 "${PIP[@]}" install -q --no-deps openmim==0.3.9
 log "mmseg_ext (editable)"

@@ -22,6 +22,11 @@ Measured, each head in a fresh subprocess:
   at 128 KiB in the worker so freed tensors leave the RSS at once); CUDA:
   ``torch.cuda.max_memory_allocated()`` minus the allocated memory at the start.
 
+A measurement that fails is reported in the table as ``error: ...`` and makes the tool exit
+non-zero with that error (after the table); only an op without a kernel on the device (e.g. an
+mmcv op with no CPU implementation, a bfloat16 kernel missing under ``--amp``, or an SNL backend
+that cannot run there) reads ``n/a on <device>`` and is no failure.
+
 ``--sweep`` repeats this over input sizes from 256x256 to 1024x2048 and plots time and memory
 against pixels; a size is skipped (and the table says so) when the head's previous sizes predict it
 to exceed ``--budget-time`` seconds per fwd+bwd step or ``--budget-mem`` GB (the prediction
@@ -50,6 +55,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 from typing import Dict, List, Optional
@@ -80,6 +86,14 @@ DEFAULT_HEADS = list(HEAD_CONFIGS)
 # ResNet-50-d8 stages: (channels, stride)
 STAGES = ((256, 4), (512, 8), (1024, 8), (2048, 8))
 SWEEP_SIZES = [(256, 256), (256, 512), (512, 512), (512, 1024), (768, 1536), (1024, 2048)]
+# errors meaning that an op (or a dtype of it) has no kernel on the device: such a row reads
+# "n/a on <device>"; every other error is a failure of the measurement (the tool exits non-zero)
+UNAVAILABLE_ON_DEVICE = re.compile(
+    r"implementation for device \w+ not found"  # mmcv's op registry
+    r"|not implemented for '\w+'"  # a torch kernel without this dtype (e.g. AMP on CPU)
+    r"|Could not run '\S+' with arguments from the '\w+' backend"  # a torch op without it
+    r"|backend='\w+' cannot run here"  # mmseg_ext's SNL op backends
+    r"|Torch not compiled with CUDA|No CUDA GPUs are available|not compiled with CUDA")
 
 
 def resolve_head(name: str) -> str:
@@ -279,9 +293,10 @@ def worker_main(job_json: str):
     try:
         res = worker_model(job) if job.get('config') else worker_head(job)
         res['ok'] = True
-    except Exception as e:  # reported in the table, e.g. an op without a CPU kernel
+    except Exception as e:  # reported in the table; the driver exits non-zero unless unavailable
         msg = str(e).strip().splitlines()
-        res = {'ok': False, 'error': f'{type(e).__name__}: {msg[0] if msg else ""}'[:200]}
+        res = {'ok': False, 'error': f'{type(e).__name__}: {msg[0] if msg else ""}'[:600],
+               'unavailable': bool(UNAVAILABLE_ON_DEVICE.search(str(e)))}
     print('@@RESULT ' + json.dumps(res), flush=True)
 
 
@@ -310,12 +325,30 @@ def run_job(job: dict, timeout: float, threads: Optional[int]) -> dict:
 
 
 def _status(res: dict, device: str) -> str:
+    """'ok', a skip (over the time budget), 'n/a on <device> (...)' for an op without a kernel
+    there (:data:`UNAVAILABLE_ON_DEVICE`), else 'error: ...' (a failure: the tool exits 1)."""
     if res.get('ok'):
         return 'ok'
     if res.get('skipped'):
         return res['error']
-    where = 'CPU' if device == 'cpu' else device
-    return f'n/a on {where} ({res["error"]})'
+    if res.get('unavailable'):
+        where = 'CPU' if device == 'cpu' else device
+        return f'n/a on {where} ({res["error"]})'
+    return f'error: {res["error"]}'
+
+
+def failures(rows: List[dict], batch: int) -> List[str]:
+    """'<what> <size>: <error>' of every measurement that failed (not skipped, not n/a)."""
+    out = []
+    for r in rows:
+        if r.get('ok') or r.get('skipped') or r.get('unavailable') or 'error' not in r:
+            continue
+        hint = ''
+        if batch == 1 and 'more than 1 value per channel' in r['error'] \
+                and 'batch' not in r['error']:  # the head's own message may say it already
+            hint = ' (train-mode BN of the pooled branches needs --batch >= 2)'
+        out.append(f'{r.get("config") or r["head"]} {r["size"]}: {r["error"]}{hint}')
+    return out
 
 
 def _predict(points, pixels, key):
@@ -490,6 +523,10 @@ def main(argv=None):
         if not osp.isfile(resolve_config(cfg)):
             parser.error(f'--pair: config {cfg!r} not found (a project config path, or '
                          "'mmseg::<family>/<name>.py' for an mmseg zoo config)")
+        from mmengine.config import Config
+        if 'model' not in Config.fromfile(resolve_config(cfg)):
+            parser.error(f'--pair: config {cfg!r} defines no model (a dataset, schedule or '
+                         'runtime config?); give a full model config')
     sizes = SWEEP_SIZES if args.sweep else [tuple(args.size)]
     rows = benchmark(heads, sizes, args)
     amp = ', AMP' if args.amp else ''
@@ -525,6 +562,9 @@ def main(argv=None):
         path = args.plot or osp.join(args.out_dir, 'compare_sweep.png')
         plot(rows, path, 'Decode heads on ResNet-50-d8 features: ' + header.split(';')[0])
         print(f'plot: {path}')
+    failed = failures(rows + pair_rows, args.batch)
+    if failed:
+        sys.exit(f'benchmark_heads: {len(failed)} measurement(s) failed:\n  ' + '\n  '.join(failed))
     return rows
 
 

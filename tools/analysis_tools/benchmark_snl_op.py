@@ -334,25 +334,71 @@ def _main_cuda(args):
     return results
 
 
+def _int_at_least(low, what):
+    """An argparse type: an int >= ``low``; the error says what the number is."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{what}: an integer >= {low}, got {text!r}')
+        if value < low:
+            raise argparse.ArgumentTypeError(f'{what}: must be >= {low}, got {value}')
+        return value
+    return parse
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'a finite number > 0, got {text!r}')
+    return value
+
+
+def _size(text):
+    """An argparse type: 'HxW' with H, W >= 1, returned as 'HxW'."""
+    h, sep, w = text.lower().partition('x')
+    if not (sep and h.isdigit() and w.isdigit() and int(h) >= 1 and int(w) >= 1):
+        raise argparse.ArgumentTypeError(
+            f'a size is HxW in pixels with H, W >= 1, e.g. 64x128; got {text!r}')
+    return f'{int(h)}x{int(w)}'
+
+
+def _triton_blocks(text):
+    """An argparse type: 'ROWS,CHANNELS', two powers of two."""
+    parts = text.split(',')
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 and not int(p) & (int(p) - 1)
+                                  for p in parts):
+        raise argparse.ArgumentTypeError(
+            f'ROWS,CHANNELS: two powers of two, e.g. 16,64; got {text!r}')
+    return text
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    p.add_argument('--sizes', nargs='+', default=None,
+    p.add_argument('--sizes', nargs='+', default=None, type=_size,
                    help='HxW maps (default: 32x64 64x128 128x256 on CPU, 64x128 128x256 on '
                    'CUDA)')
     p.add_argument('--methods', nargs='+', default=None,
                    help=f'default: {" ".join(CPU_METHODS)} on CPU, {" ".join(CUDA_METHODS)} '
                    'on CUDA (also: sparse)')
-    p.add_argument('--k', type=int, default=9, help='kernel side, K = k*k (paper: 81)')
-    p.add_argument('--c', type=int, default=256, help='query/key channels')
-    p.add_argument('--cv', type=int, default=512, help='value channels')
-    p.add_argument('--reps', type=int, default=None,
+    p.add_argument('--k', type=_int_at_least(1, 'kernel side'), default=9,
+                   help='kernel side, K = k*k (paper: 81)')
+    p.add_argument('--c', type=_int_at_least(1, 'channels'), default=256, help='query/key channels')
+    p.add_argument('--cv', type=_int_at_least(1, 'channels'), default=512, help='value channels')
+    p.add_argument('--reps', type=_int_at_least(1, 'repetitions'), default=None,
                    help='timed repetitions (default 3 on CPU, min reported; 20 on CUDA, median)')
-    p.add_argument('--warmup', type=int, default=3, help='CUDA warm-up runs')
-    p.add_argument('--triton-blocks', default=None, metavar='ROWS,CHANNELS',
+    p.add_argument('--warmup', type=_int_at_least(0, 'warm-up runs'), default=3,
+                   help='CUDA warm-up runs')
+    p.add_argument('--triton-blocks', default=None, type=_triton_blocks, metavar='ROWS,CHANNELS',
                    help='CUDA: Triton launch tile, e.g. 16,64 (powers of two)')
-    p.add_argument('--max-gb', type=float, default=12.0, help='CPU: skip runs estimated above')
-    p.add_argument('--max-s', type=float, default=120.0, help='CPU: skip runs estimated above')
+    p.add_argument('--max-gb', type=_positive_float, default=12.0,
+                   help='CPU: skip runs estimated above')
+    p.add_argument('--max-s', type=_positive_float, default=120.0,
+                   help='CPU: skip runs estimated above')
     p.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     cuda = args.device == 'cuda'

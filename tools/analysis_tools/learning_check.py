@@ -16,7 +16,8 @@ table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`
 under those options (a test-time switch, no retraining; added to finished runs too).
 ``--finished-only`` trains nothing: it reports the runs of these configs already finished in
 ``--out-dir`` (tagged ones included, e.g. ``gffnet_...-align1_seed0``), for a report while a long
-series is still running.
+series is still running; each run is matched by the config, seed and options it recorded, not by
+its directory name.
 Writes ``results.md`` (mean ± std over seeds; thin classes apart) and ``results.png``; when the
 configs validate during training (``val_interval`` below ``max_iters``, as configs/benchmark/ do
 every 500 iterations), also ``curves.md`` and ``curves.png``: per-class IoU against iterations, for
@@ -169,22 +170,54 @@ def group_mean(res, classes):
     return statistics.mean(res['iou'][c] for c in classes)
 
 
+def recorded_config(work_dir, res):
+    """The config file name a finished run was trained from, as the run recorded it.
+
+    ``result.json``'s ``config`` (written by :func:`train_one`), else the config mmengine's runner
+    dumped into the work dir (``<work_dir>/<config name>.py``, when it is the only one there);
+    None when neither says.
+    """
+    if res.get('config'):
+        return osp.basename(res['config'])
+    dumped = [f for f in os.listdir(work_dir) if f.endswith('.py')]
+    return dumped[0] if len(dumped) == 1 else None
+
+
 def finished_runs(configs, seeds, out_dir, iters):
-    """The runs of ``configs`` finished in ``out_dir``: untagged first, then each ``-tag``, by seed."""
+    """The runs of ``configs`` finished in ``out_dir``: untagged first, then each ``-tag``, by seed.
+
+    A run belongs to the config and options it recorded (:func:`recorded_config`, the seed and
+    ``train_opts`` of its ``result.json``), never to a config whose name merely prefixes its
+    directory's: ``gffnet_x-slide-ms_seed0`` is a run of ``gffnet_x-slide-ms.py``, not a tagged
+    run of ``gffnet_x.py``. Its directory name must be the one :func:`main` gives that run
+    (``{config name}[-{tag}]_seed{seed}``, a tag exactly when it has ``--cfg-options``); a
+    directory that records something else is skipped with a message.
+    """
+    names = [osp.splitext(osp.basename(c))[0] for c in configs]
+    found = []
+    for d in sorted(os.listdir(out_dir)) if osp.isdir(out_dir) else []:
+        work_dir = osp.join(out_dir, d)
+        if not osp.isfile(osp.join(work_dir, 'result.json')):
+            continue  # still training (or not a run)
+        with open(osp.join(work_dir, 'result.json')) as f:
+            rec = json.load(f)
+        name = osp.splitext(recorded_config(work_dir, rec) or '')[0]
+        if name not in names or rec.get('seed') not in seeds:
+            continue  # a run of another config, or of a seed not asked for
+        opts = rec.get('train_opts', [])
+        m = re.fullmatch(re.escape(name) + r'(?:-(.+))?_seed(\d+)', d)
+        if not m or int(m.group(2)) != rec['seed'] or bool(m.group(1)) != bool(opts):
+            print(f'learning_check: skipped {work_dir}: it records a run of {name}.py, seed '
+                  f"{rec['seed']}, --cfg-options {opts}, which its name does not fit "
+                  f"({name}[-TAG]_seed{rec['seed']}, TAG exactly when there are options)",
+                  file=sys.stderr)
+            continue
+        found.append((names.index(name), m.group(1) or '', seeds.index(rec['seed']), d, opts))
     results = []
-    for config in configs:
-        name = osp.splitext(osp.basename(config))[0]
-        pattern = re.compile(re.escape(name) + r'(?:-(.+))?_seed(\d+)$')
-        found = []
-        for d in sorted(os.listdir(out_dir)) if osp.isdir(out_dir) else []:
-            m = pattern.match(d)
-            if m and int(m.group(2)) in seeds and osp.isfile(osp.join(out_dir, d, 'result.json')):
-                found.append((m.group(1) or '', int(m.group(2)), d))
-        for tag, seed, d in sorted(found, key=lambda t: (t[0], seeds.index(t[1]))):
-            with open(osp.join(out_dir, d, 'result.json')) as f:
-                opts = json.load(f).get('train_opts', [])
-            res = run_one(config, seed, osp.join(out_dir, d), iters, None, opts)
-            results.append(name_tagged(res, name, tag))
+    for i, tag, k, d, opts in sorted(found):
+        res = run_one(configs[i], seeds[k], osp.join(out_dir, d), iters, None, opts)
+        res['config'] = res.get('config') or f'{names[i]}.py'  # recorded by the dumped config
+        results.append(name_tagged(res, names[i], tag))
     return results
 
 

@@ -13,11 +13,13 @@ Runs the model once per image and writes, per image ``NAME``:
 * SNLHead: ``NAME_snl.png``, for each point the K sampling locations of its query (grey rings:
   initial regular grid; dots: learned = grid + offsets, area proportional to the softmax weight).
 
-CHECKPOINT ``none`` visualises the config's random initialisation. Points are ``y,x`` pixel
-indices of the original image. See docs/visualize_heads.md.
+CHECKPOINT ``none`` visualises the config's random initialisation; a checkpoint is loaded
+strictly (one of another model, e.g. an FCN's, is refused: its head would be drawn untrained).
+Points are ``y,x`` pixel indices of the original image. See docs/visualize_heads.md.
 """
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.utils import track_iter_progress
 
@@ -69,4 +71,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:  # what to change, without a traceback
+        sys.exit(f'visualize_heads: error: {e}')

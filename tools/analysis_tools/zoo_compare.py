@@ -9,8 +9,10 @@ with ``mmengine.Config.fromfile``) and prints one table with:
   type / depth / output stride agree; the differences are named);
 * the zoo's mIoU (single scale and ms+flip where the metafile lists it);
 * our mIoU, read from the work dir's evaluation output (mmengine's
-  ``<work_dir>/<timestamp>/vis_data/scalars.json``, else the ``<timestamp>.log``), or
-  "not trained";
+  ``<work_dir>/<timestamp>/vis_data/scalars.json``, else the ``<timestamp>.log``) of the run
+  that trained this config (its recorded ``vis_data/config.py`` has the same model and
+  ``train_cfg``; a complete run first, then the newest; see :func:`read_work_dir`), or
+  "not trained"; the column "our run" says which run was read and which were passed over;
 * the paper's number (from our own ``configs/<algo>/metafile.yaml``);
 * parameters (always) and FLOPs (``--flops``) of both models, counted the same way:
   ``mmengine.analysis.get_model_complexity_info`` on the inference model (SyncBN -> BN, no
@@ -360,38 +362,199 @@ def find_twin(ours: Setting, prefer: Sequence[str] = ()) -> Match:
 # our results from a work dir
 # --------------------------------------------------------------------------------------------
 _LOG_MIOU = re.compile(r'\bmIoU:\s*([0-9.]+)')
+_LOG_TRAIN_ITER = re.compile(r'Iter\(train\)\s*\[\s*(\d+)/(\d+)\]')
+_LOG_CHECKPOINT = re.compile(r'Load checkpoint from (\S+)')
 
 
-def read_work_dir(work_dir: Optional[str]) -> dict:
-    """``{'mIoU': float|None, 'memory_gb': float|None, 'source': str}`` from mmengine's output."""
-    out = {'mIoU': None, 'memory_gb': None, 'source': None}
+def _plain(obj):
+    """A config value as plain data (tuples as lists, ConfigDicts as dicts), for comparing."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
+def _first_difference(a, b, path: str = '') -> Optional[str]:
+    """The first key path where ``a`` (a run's) and ``b`` (the asked config's) differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            sub = f'{path}.{k}' if path else k
+            if k not in a or k not in b:
+                return (f'{sub} {"absent" if k not in a else _short(a[k])} vs '
+                        f'{"absent" if k not in b else _short(b[k])}')
+            diff = _first_difference(a[k], b[k], sub)
+            if diff:
+                return diff
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            diff = _first_difference(x, y, f'{path}[{i}]')
+            if diff:
+                return diff
+        return None
+    return None if a == b else f'{path} {_short(a)} vs {_short(b)}'
+
+
+def config_difference(run_cfg, cfg) -> Optional[str]:
+    """Where the config a run recorded trains another model or schedule than ``cfg`` (None: the
+    same). Compared: ``model`` (SyncBN counted as BN, as tools/train.py switches it on CPU) and
+    ``train_cfg``; the run's value comes first in the message."""
+    from mmseg_ext.utils import revert_sync_bn_cfg
+    for key in ('model', 'train_cfg'):
+        a = revert_sync_bn_cfg(_plain(run_cfg.get(key) or {}))
+        b = revert_sync_bn_cfg(_plain(cfg.get(key) or {}))
+        diff = _first_difference(a, b, key)
+        if diff:
+            return diff
+    return None
+
+
+def _read_scalars(path: str):
+    """(mIoU of the last validation, its step, [memory]) of a ``vis_data/scalars.json``."""
+    miou, step, mem = None, None, []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if 'mIoU' in rec:
+                miou, step = float(rec['mIoU']), rec.get('step')
+            if 'memory' in rec:
+                mem.append(float(rec['memory']))
+    return miou, step, mem
+
+
+def _run_result(run: str, max_iters: Optional[int]) -> Optional[dict]:
+    """The evaluation one mmengine run (``<work_dir>/<timestamp>``) recorded, or None.
+
+    ``complete``: True when the last validation was at ``max_iters``, False when earlier, None
+    when unknown (a ``tools/test.py`` run, or the schedule unknown).
+    """
+    scalars = osp.join(run, 'vis_data', 'scalars.json')
+    if osp.isfile(scalars):
+        miou, step, mem = _read_scalars(scalars)
+        if miou is not None:
+            complete = None if not (max_iters and isinstance(step, int)) else step >= max_iters
+            return dict(mIoU=miou, source=scalars, memory_gb=max(mem) / 1024 if mem else None,
+                        complete=complete,
+                        what=(f'validation at iteration {step}' if step is not None else
+                              'last validation') + (f' of {max_iters}' if max_iters else ''))
+    for log in sorted(glob.glob(osp.join(run, '*.log')), reverse=True):
+        with open(log, errors='replace') as f:
+            text = f.read()
+        found = _LOG_MIOU.findall(text)
+        if not found:
+            continue
+        iters = _LOG_TRAIN_ITER.findall(text[:text.rfind('mIoU:')])
+        if iters:
+            done, total = (int(v) for v in iters[-1])
+            return dict(mIoU=float(found[-1]), source=log, memory_gb=None,
+                        complete=done >= total,
+                        what=f'validation at iteration {done} of {total}')
+        ckpt = _LOG_CHECKPOINT.findall(text)
+        if 'Iter(test)' in text or ckpt:  # a tools/test.py run
+            return dict(mIoU=float(found[-1]), source=log, memory_gb=None, complete=None,
+                        checkpoint=ckpt[-1] if ckpt else None,
+                        what='test of ' + (ckpt[-1] if ckpt else 'an unnamed checkpoint'))
+        return dict(mIoU=float(found[-1]), source=log, memory_gb=None, complete=None,
+                    what='an evaluation in its log')
+    return None
+
+
+def checkpoint_training(path: str):
+    """(training config, iteration) that an mmengine checkpoint's ``meta`` records (the
+    runner saves the config's text and the iteration); (None, None) when it records neither."""
+    from mmengine.config import Config
+    from mmseg_ext.checkpoint import safe_load
+    ckpt = safe_load(path, map_location='cpu')
+    meta = (ckpt.get('meta') if isinstance(ckpt, dict) else None) or {}
+    text = meta.get('cfg')
+    return (Config.fromstring(text, '.py') if text else None), meta.get('iter')
+
+
+def _test_run(res: dict, cfg, work_dir: str):
+    """A ``tools/test.py`` run judged by the checkpoint it tested (its recorded config is only
+    the one given to test.py): ``(res, None)`` with ``complete`` set, or ``(None, why)``."""
+    ckpt = res['checkpoint']
+    if ckpt is None:
+        return None, 'a test of a checkpoint its log does not name'
+    path = ckpt if osp.isfile(ckpt) else osp.join(work_dir, osp.basename(ckpt))
+    try:
+        train_cfg, it = checkpoint_training(path)
+    except Exception as e:  # missing or unreadable: what it was trained with is unknown
+        return None, f'a test of {ckpt}, which cannot be read ({type(e).__name__})'
+    if train_cfg is None:
+        return None, f'a test of {ckpt}, which records no training config'
+    diff = config_difference(train_cfg, cfg) if cfg is not None else None
+    if diff:
+        return None, f'a test of {ckpt}, trained with {diff}'
+    max_iters = (train_cfg.get('train_cfg') or {}).get('max_iters')
+    done = isinstance(it, int) and isinstance(max_iters, int)
+    return dict(res, complete=(it >= max_iters) if done else None,
+                what=f'test of {ckpt} (saved at iteration {it} of {max_iters})'), None
+
+
+def read_work_dir(work_dir: Optional[str], cfg=None) -> dict:
+    """Our result from mmengine's output in ``work_dir``: ``{'mIoU', 'memory_gb', 'source',
+    'run'}`` (``run`` says which run was read and why, and what was passed over).
+
+    A work dir holds one ``<timestamp>`` folder per run (a training, a short trial, a
+    ``tools/test.py``), each with the config it ran (``vis_data/config.py``). Runs whose
+    recorded config trains another model or schedule than ``cfg`` (:func:`config_difference`)
+    are passed over, and so is a ``tools/test.py`` run whose checkpoint's own training config
+    (:func:`checkpoint_training`) does (e.g. a test of a 4-iteration trial's checkpoint under
+    the full config); of the rest, a complete run (last validation at ``max_iters``) wins over
+    a ``tools/test.py`` run over an incomplete one, then a run whose config matches over one
+    that recorded none, then the newest.
+    """
+    out = {'mIoU': None, 'memory_gb': None, 'source': None, 'run': None}
     if not work_dir or not osp.isdir(work_dir):
         return out
-    runs = sorted(d for d in glob.glob(osp.join(work_dir, '*')) if osp.isdir(d))
-    for run in reversed(runs):  # the newest run that evaluated
-        scalars = osp.join(run, 'vis_data', 'scalars.json')
-        if osp.isfile(scalars):
-            miou, mem = None, []
-            with open(scalars) as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    if 'mIoU' in rec:
-                        miou = float(rec['mIoU'])
-                    if 'memory' in rec:
-                        mem.append(float(rec['memory']))
-            if miou is not None:
-                out.update(mIoU=miou, source=scalars,
-                           memory_gb=(max(mem) / 1024 if mem else None))
-                return out
-        for log in sorted(glob.glob(osp.join(run, '*.log')), reverse=True):
-            with open(log, errors='replace') as f:
-                found = _LOG_MIOU.findall(f.read())
-            if found:
-                out.update(mIoU=float(found[-1]), source=log)
-                return out
+    from mmengine.config import Config
+    candidates, passed = [], []
+    for run in sorted(d for d in glob.glob(osp.join(work_dir, '*')) if osp.isdir(d)):
+        recorded = osp.join(run, 'vis_data', 'config.py')
+        try:
+            run_cfg = Config.fromfile(recorded) if osp.isfile(recorded) else None
+        except Exception as e:  # a run that cannot say what it trained is not reported as ours
+            passed.append(f'{osp.basename(run)} (its config.py cannot be read: '
+                          f'{type(e).__name__})')
+            continue
+        schedule = run_cfg if run_cfg is not None else cfg
+        max_iters = ((schedule.get('train_cfg') if schedule is not None else None)
+                     or {}).get('max_iters')
+        res = _run_result(run, max_iters)
+        if res is None:
+            continue
+        if 'checkpoint' in res:  # a tools/test.py run: judged by the checkpoint it tested
+            res, why = _test_run(res, cfg, work_dir)
+            matched, how = True, "its checkpoint's training config matches"
+        else:
+            why = config_difference(run_cfg, cfg) if None not in (run_cfg, cfg) else None
+            matched, how = run_cfg is not None, 'its recorded config matches'
+        if cfg is None or not matched:
+            how = 'config recorded' if matched else 'no recorded config to check'
+        if why:
+            passed.append(f'{osp.basename(run)} ({why})')
+            continue
+        rank = ({True: 2, None: 1, False: 0}[res['complete']], matched)
+        candidates.append((rank, osp.basename(run), how, res))
+    skipped = (f'; passed over {len(passed)} run(s) not of this config: ' + ', '.join(passed)
+               if passed else '')
+    if not candidates:
+        out['run'] = ('no evaluated run' + (' of this config' if passed else '')) + skipped
+        return out
+    (_, name, how, res) = max(candidates, key=lambda c: (c[0], c[1]))
+    state = {True: 'complete', None: 'completeness unknown', False: 'INCOMPLETE'}[res['complete']]
+    out.update(mIoU=res['mIoU'], memory_gb=res['memory_gb'], source=res['source'],
+               run=f'run {name}: {res["what"]}, {state}; {how}{skipped}')
     return out
 
 
@@ -470,7 +633,7 @@ def complexity(cfg, crop, with_flops: bool) -> dict:
 # table
 # --------------------------------------------------------------------------------------------
 COLUMNS = ['config', 'twin (mmseg zoo)', 'match', 'zoo mIoU', 'zoo mIoU ms+flip', 'our mIoU',
-           'paper mIoU', 'params ours / twin (M)', 'FLOPs ours / twin (G)',
+           'our run', 'paper mIoU', 'params ours / twin (M)', 'FLOPs ours / twin (G)',
            'train mem zoo / ours (GB)', 'inference time zoo']
 
 
@@ -491,7 +654,7 @@ def compare_config(config: str, work_dir: Optional[str], with_flops: bool) -> di
     match = find_twin(ours)
     stem = osp.splitext(osp.basename(config))[0]
     work_dir = work_dir or osp.join('work_dirs', stem)
-    res = read_work_dir(work_dir)
+    res = read_work_dir(work_dir, cfg)
     paper = paper_entry(config)
     paper_miou = None
     if paper:
@@ -504,6 +667,7 @@ def compare_config(config: str, work_dir: Optional[str], with_flops: bool) -> di
         'zoo mIoU': _fmt(match.entry.metrics.get('mIoU')) if match.entry else '-',
         'zoo mIoU ms+flip': _fmt(match.entry.metrics.get('mIoU(ms+flip)')) if match.entry else '-',
         'our mIoU': _fmt(res['mIoU'], none='not trained'),
+        'our run': res['run'] or f'no work dir {work_dir}',
         'paper mIoU': ('not reported for this setting' if paper_miou is None
                        else format(float(paper_miou), '.2f')),
         'source of our mIoU': res['source'] or '-',
@@ -576,6 +740,12 @@ def main(argv=None):
     for i, config in enumerate(args.configs):
         if not osp.isfile(config):
             parser.error(f'config not found: {config}')
+        missing = [k for k in ('model', 'train_dataloader') if k not in load_config(
+            osp.abspath(config))]
+        if missing:
+            parser.error(f'{config} defines no {" and no ".join(missing)}: zoo_compare needs a '
+                         'full config (model and training data), e.g. configs/gffnet/'
+                         'gffnet_r101-d8_4xb2-80k_cityscapes-512x1024.py, not a _base_ part')
         rows.append(compare_config(config, work_dirs[i] if work_dirs else None, args.flops))
     sys.stdout.write(render(rows, args.format))
     return rows
