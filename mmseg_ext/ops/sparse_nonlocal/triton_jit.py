@@ -24,8 +24,8 @@ def _geometry(off_ptr, rows, j, H, W, dil, K: tl.constexpr, KH: tl.constexpr,
     Returns ``(ry0, ry1, x0, x1)``: the flat rows of the corner lines ``y0, y1`` (batch offset
     included) and the corner columns, all clamped into the map, so that corner ``(a, b)`` is row
     ``ry_a + x_b``; ``(wy0, wy1, wx0, wx1)``: per-axis bilinear weights, 0 for an off-map
-    corner; ``(dwy0, dwy1, dwx0, dwx1)``: their derivatives w.r.t. the sampling coordinate; and
-    ``ok``: the offsets are finite (for a non-finite one the geometry is that of offset 0).
+    corner, NaN (the corners those of offset 0) when an offset of the point is not finite;
+    ``(dwy0, dwy1, dwx0, dwx1)``: their derivatives w.r.t. the sampling coordinate.
     """
     n = rows % (H * W)
     base = rows - n
@@ -51,8 +51,9 @@ def _geometry(off_ptr, rows, j, H, W, dil, K: tl.constexpr, KH: tl.constexpr,
     vy1 = (iy >= -1) & (iy < H - 1)
     vx0 = (ix >= 0) & (ix < W)
     vx1 = (ix >= -1) & (ix < W - 1)
-    wy0 = tl.where(vy0, 1.0 - ly, 0.0)
-    wy1 = tl.where(vy1, ly, 0.0)
+    nan = tl.where(ok, 0.0, float('nan'))  # NaN weights make the point's logit NaN
+    wy0 = tl.where(vy0, 1.0 - ly, 0.0) + nan
+    wy1 = tl.where(vy1, ly, 0.0) + nan
     wx0 = tl.where(vx0, 1.0 - lx, 0.0)
     wx1 = tl.where(vx1, lx, 0.0)
     ry0 = base + (tl.minimum(tl.maximum(iy, 0), H - 1) * W).to(IDX)
@@ -60,7 +61,7 @@ def _geometry(off_ptr, rows, j, H, W, dil, K: tl.constexpr, KH: tl.constexpr,
     x0 = tl.minimum(tl.maximum(ix, 0), W - 1).to(IDX)
     x1 = tl.minimum(tl.maximum(ix + 1, 0), W - 1).to(IDX)
     return (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, -(vy0.to(ACC)), vy1.to(ACC),
-            -(vx0.to(ACC)), vx1.to(ACC), ok)
+            -(vx0.to(ACC)), vx1.to(ACC))
 
 
 @triton.jit
@@ -100,34 +101,37 @@ def _pick(tile, kidx, j):
 def _fwd_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, out_ptr, R, H, W, dil, K: tl.constexpr,
                 KH: tl.constexpr, KW: tl.constexpr, C: tl.constexpr, CP: tl.constexpr,
                 CV: tl.constexpr, CVP: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
-                IDX: tl.constexpr, BLOCK_N: tl.constexpr, VALUES: tl.constexpr):
+                IDX: tl.constexpr, BLOCK_N: tl.constexpr, VALUES: tl.constexpr,
+                ONLINE: tl.constexpr):
     """Fused forward of ``BLOCK_N`` query rows. The query tile is loaded once; per point the
     geometry is computed once, the logit is the dot of the query with the bilinear key, and
     (``VALUES``) an online softmax over the K points accumulates the bilinear values of all CV
     channels. Stores the softmax ``s`` (R, K) and ``out`` (R, CV); without ``VALUES`` only the
-    raw logits into ``s_ptr``."""
+    raw logits into ``s_ptr``. ``ONLINE=False`` (for triton 2.x, which miscompiles the online
+    softmax): the logits first, then the softmax of the tile and a second pass over the points
+    for the values (geometry computed twice)."""
     raw = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = raw < R
     rows = tl.minimum(raw, R - 1).to(IDX)  # padding rows re-read the last row, never stored
     kidx = tl.arange(0, BLOCK_K)
     q = _rows(q_ptr, rows, C, CP, ACC)
     logits = tl.zeros((BLOCK_N, BLOCK_K), dtype=ACC)
-    if VALUES:
-        acc = tl.zeros((BLOCK_N, CVP), dtype=ACC)
-        m = tl.zeros((BLOCK_N, ), dtype=ACC) - float('inf')
+    acc = tl.zeros((BLOCK_N, CVP), dtype=ACC)
+    if VALUES and ONLINE:
         den = tl.zeros((BLOCK_N, ), dtype=ACC)
+        m = den - float('inf')
     for j in range(K):
-        (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0, dwx1,
-         ok) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
+        (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
+         dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
         w00 = wy0 * wx0
         w01 = wy0 * wx1
         w10 = wy1 * wx0
         w11 = wy1 * wx1
         k00, k01, k10, k11 = _corners(k_ptr, ry0, ry1, x0, x1, C, CP, ACC)
         kmix = w00[:, None] * k00 + w01[:, None] * k01 + w10[:, None] * k10 + w11[:, None] * k11
-        lj = tl.where(ok, tl.sum(q * kmix, axis=1), float('nan'))
+        lj = tl.sum(q * kmix, axis=1)
         logits = tl.where(kidx[None, :] == j, lj[:, None], logits)
-        if VALUES:
+        if VALUES and ONLINE:
             m_new = tl.maximum(m, lj)
             alpha = tl.exp(m - m_new)
             p = tl.exp(lj - m_new)
@@ -140,9 +144,23 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, out_ptr, R, H, W, dil, K: t
     s_off = rows[:, None] * K + kidx[None, :]
     s_mask = row_mask[:, None] & (kidx[None, :] < K)
     if VALUES:
-        tl.store(s_ptr + s_off, tl.exp(logits - m[:, None]) / den[:, None], mask=s_mask)
+        if ONLINE:
+            s = tl.exp(logits - m[:, None]) / den[:, None]
+            acc = acc / den[:, None]
+        else:
+            e = tl.exp(tl.where(kidx[None, :] < K, logits, float('-inf')) -
+                       tl.max(logits, axis=1)[:, None])
+            s = e / tl.sum(e, axis=1)[:, None]
+            for j in range(K):
+                (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
+                 dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
+                sj = _pick(s, kidx, j)
+                v00, v01, v10, v11 = _corners(v_ptr, ry0, ry1, x0, x1, CV, CVP, ACC)
+                acc += ((sj * wy0 * wx0)[:, None] * v00 + (sj * wy0 * wx1)[:, None] * v01 +
+                        (sj * wy1 * wx0)[:, None] * v10 + (sj * wy1 * wx1)[:, None] * v11)
+        tl.store(s_ptr + s_off, s, mask=s_mask)
         cols = tl.arange(0, CVP)
-        tl.store(out_ptr + rows[:, None] * CV + cols[None, :], acc / den[:, None],
+        tl.store(out_ptr + rows[:, None] * CV + cols[None, :], acc,
                  mask=row_mask[:, None] & (cols[None, :] < CV))
     else:
         tl.store(s_ptr + s_off, logits, mask=s_mask)
@@ -174,8 +192,8 @@ def _bwd_query_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, g_ptr, dl_ptr, dq_ptr
         g = _rows(g_ptr, rows, CV, CVP, ACC)
         ds = tl.zeros((BLOCK_N, BLOCK_K), dtype=ACC)
         for j in range(K):
-            (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0, dwx1,
-             ok) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
+            (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
+             dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
             v00, v01, v10, v11 = _corners(v_ptr, ry0, ry1, x0, x1, CV, CVP, ACC)
             ga00 = tl.sum(g * v00, axis=1)
             ga01 = tl.sum(g * v01, axis=1)
@@ -198,8 +216,8 @@ def _bwd_query_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, g_ptr, dl_ptr, dq_ptr
         q = _rows(q_ptr, rows, C, CP, ACC)
         dq = tl.zeros((BLOCK_N, CP), dtype=ACC)
         for j in range(K):
-            (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0, dwx1,
-             ok) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
+            (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
+             dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
             dlj = _pick(dl, kidx, j)
             k00, k01, k10, k11 = _corners(k_ptr, ry0, ry1, x0, x1, C, CP, ACC)
             if NEED_Q:
@@ -235,8 +253,8 @@ def _corners_kernel(off_ptr, key_ptr, w_ptr, R, H, W, dil, K: tl.constexpr, KH: 
     kidx = tl.arange(0, BLOCK_K)[None, :]
     j = tl.minimum(kidx, K - 1)
     mask = (raw[:, None] < R) & (kidx < K)
-    (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0, dwx1,
-     ok) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
+    (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
+     dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
     e = (rows * K + j) * 4
     tl.store(key_ptr + e, tl.where(dwy0 * dwx0 != 0, ry0 + x0, R), mask=mask)
     tl.store(key_ptr + e + 1, tl.where(dwy0 * dwx1 != 0, ry0 + x1, R), mask=mask)

@@ -55,15 +55,20 @@ MAX_POINTS = 256
 #: Largest channel count of query/key and of value: a row block keeps whole rows in registers.
 MAX_CHANNELS = 2048
 
-# Register budget of one row-block tile (elements): BLOCK_N = _ROW_TILE // widest row, at most
-# _MAX_BLOCK_N. Chosen so that every kernel compiles without spills (tests/test_snl_triton.py,
-# tools/analysis_tools/benchmark_snl_op.py --static); not timed on a GPU yet.
+# Register budget of one row-block tile (elements) in the forward / the query-side backward
+# (which holds more tiles at once): BLOCK_N = budget // widest row, at most _MAX_BLOCK_N. Chosen
+# so that every kernel compiles without spills and with <= 128 registers per thread for the
+# benchmark shapes (tests/test_snl_triton.py, benchmark_snl_op.py --static); not timed on a GPU.
 _ROW_TILE = 2048
+_ROW_TILE_BWD = 1024
 _MAX_BLOCK_N = 16
 _NUM_WARPS = 4
 _PULL_BLOCK_E = 16  # sampling entries per step of the dk / dv pulls
 _PULL_MAX_CH = 128  # channel tile of the pulls
 _TL_ACC = {torch.float32: tl.float32, torch.float64: tl.float64}
+#: The forward's online softmax (geometry once per point); triton 2.x miscompiles it (layout
+#: error), and gets the two-pass forward instead.
+ONLINE_SOFTMAX = int(triton.__version__.split('.')[0]) >= 3
 
 
 def unsupported(num_points: int, channels: Tuple[int, ...] = ()) -> Optional[str]:
@@ -118,9 +123,9 @@ def _pow2(n: int) -> int:
     return triton.next_power_of_2(max(1, n))
 
 
-def _row_block(*widths: int) -> int:
+def _row_block(*widths: int, budget: int = None) -> int:
     """Query rows per program for register tiles of these (power-of-two) widths."""
-    return max(1, min(_MAX_BLOCK_N, _ROW_TILE // max(widths)))
+    return max(1, min(_MAX_BLOCK_N, (budget or _ROW_TILE) // max(widths)))
 
 
 def plan_forward(q: Tensor, k: Tensor, v: Tensor, off: Tensor, s: Tensor, out: Tensor,
@@ -132,7 +137,7 @@ def plan_forward(q: Tensor, k: Tensor, v: Tensor, off: Tensor, s: Tensor, out: T
     return Launch(_jit._fwd_kernel, (triton.cdiv(geo.R, bn), ),
                   (q, k, v, off, s, out) + geo.ints(),
                   dict(geo.consts(), C=C, CP=CP, CV=CV, CVP=CVP, BLOCK_K=geo.block_k,
-                       BLOCK_N=bn, VALUES=values), _NUM_WARPS)
+                       BLOCK_N=bn, VALUES=values, ONLINE=ONLINE_SOFTMAX), _NUM_WARPS)
 
 
 def plan_bwd_query(q: Tensor, k: Tensor, v: Tensor, off: Tensor, s: Tensor, g: Tensor,
@@ -142,7 +147,7 @@ def plan_bwd_query(q: Tensor, k: Tensor, v: Tensor, off: Tensor, s: Tensor, g: T
     ``softmax`` (logits only) ``dl`` holds dL/dlogits and ``v``, ``s``, ``g`` are unused."""
     C, CV = q.shape[1], (v.shape[1] if softmax else 1)
     CP, CVP = _pow2(C), _pow2(CV)
-    bn = _row_block(CP, CVP, geo.block_k)
+    bn = _row_block(CP, CVP, geo.block_k, budget=_ROW_TILE_BWD)
     return Launch(_jit._bwd_query_kernel, (triton.cdiv(geo.R, bn), ),
                   (q, k, v, off, s, g, dl, dq, doff) + geo.ints(),
                   dict(geo.consts(), C=C, CP=CP, CV=CV, CVP=CVP, BLOCK_K=geo.block_k,
