@@ -42,6 +42,7 @@ Usage::
 
     python tools/analysis_tools/benchmark_snl_op.py [--sizes 32x64 64x128 128x256]
     python tools/analysis_tools/benchmark_snl_op.py --device cuda [--sizes 64x128 128x256]
+    python tools/analysis_tools/benchmark_snl_op.py --static [--arch 80 90]   # no GPU needed
 """
 import argparse
 import json
@@ -334,6 +335,41 @@ def _main_cuda(args):
     return results
 
 
+def _main_static(args):
+    """``--static``: compile every kernel of the Triton backend for each ``--arch`` and dtype as
+    the JIT would at launch (no GPU needed) and print what ptxas reports (registers, spill
+    bytes), triton's shared memory and PTX instruction counts, per kernel."""
+    os.environ.pop('TRITON_INTERPRET', None)  # compiled kernels, also when run from the tests
+    import importlib
+
+    import torch
+    import triton
+    _load_op_module()
+    ts = importlib.import_module('_snl_op.triton_static')
+    size = args.static_size
+    h, w = map(int, size.split('x'))
+    dtypes = dict(fp32=torch.float32, bf16=torch.bfloat16)
+    print(f'triton {triton.__version__}, torch {torch.__version__}; {size}, K={args.k ** 2}, '
+          f'C={args.c}, Cv={args.cv}, B=1; compiled as at launch, no GPU; '
+          f'{time.strftime("%Y-%m-%d")}')
+    cols = ('registers', 'spill_bytes', 'shared', 'ptx_instructions', 'ld_global',
+            'st_global', 'atomics')
+    print('\n| kernel | sm | dtype | rows/program | warps | ' + ' | '.join(cols) + ' |')
+    print('|---|---|---|---|---|' + '---|' * len(cols))
+    rows = []
+    for arch in args.arch:
+        for dname in args.dtypes:
+            for name, launch in ts.launches(dtypes[dname], (h, w), args.c, args.cv,
+                                            (args.k, args.k)):
+                st = ts.kernel_stats(ts.compile_launch(launch, arch))
+                rows.append(dict(kernel=name, arch=arch, dtype=dname, **st))
+                bn = launch.consts.get('BLOCK_N', 1)
+                print(f'| {name} | {arch} | {dname} | {bn} | {launch.num_warps} | ' +
+                      ' | '.join(str(st[c]) for c in cols) + ' |', flush=True)
+    print(json.dumps(dict(triton=triton.__version__, kernels=rows)))
+    return rows
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
@@ -353,6 +389,15 @@ def parse_args(argv=None):
                    help='CUDA: Triton launch tile, e.g. 16,64 (powers of two)')
     p.add_argument('--max-gb', type=float, default=12.0, help='CPU: skip runs estimated above')
     p.add_argument('--max-s', type=float, default=120.0, help='CPU: skip runs estimated above')
+    p.add_argument('--static', action='store_true',
+                   help='compile the Triton kernels for --arch (no GPU) and print registers, '
+                   'spills, shared memory and instruction counts per kernel')
+    p.add_argument('--static-size', default='128x256', metavar='HxW',
+                   help='--static: map size of the launches (default 128x256)')
+    p.add_argument('--arch', nargs='+', type=int, default=[80, 90],
+                   help='--static: compute capabilities (default 80 90)')
+    p.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'],
+                   help='--static: input dtypes (default fp32 bf16)')
     p.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     cuda = args.device == 'cuda'
@@ -378,6 +423,8 @@ def main(argv=None):
             res = _child_cpu(args.child[0], h, w, args.k, args.c, args.cv, args.reps, seed=0)
         print(json.dumps(res))
         return res
+    if args.static:
+        return _main_static(args)
     return _main_cuda(args) if args.device == 'cuda' else _main_cpu(args)
 
 

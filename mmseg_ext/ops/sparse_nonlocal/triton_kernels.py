@@ -63,7 +63,7 @@ _ROW_TILE = 2048
 _ROW_TILE_BWD = 1024
 _MAX_BLOCK_N = 16
 _NUM_WARPS = 4
-_PULL_BLOCK_E = 16  # sampling entries per step of the dk / dv pulls
+_PULL_BLOCK_E = 32  # sampling entries per step of the dk / dv pulls
 _PULL_MAX_CH = 128  # channel tile of the pulls
 _TL_ACC = {torch.float32: tl.float32, torch.float64: tl.float64}
 #: The forward's online softmax (geometry once per point); triton 2.x miscompiles it (layout
