@@ -32,8 +32,9 @@ i.e. the extra memory of the method. Methods:
 * ``sdpa_bf16``: dense attention with ``F.scaled_dot_product_attention`` in bf16, value width Cv;
   ``sdpa_bf16_cv=c``: the same with Cv = C (where flash attention applies).
 
-``--triton-blocks ROWS,CHANNELS`` overrides the Triton kernels' launch tile (query rows per
-program, widest channel tile; default 16,64) for a tuning sweep.
+``--triton-blocks ROWS,CHANNELS`` overrides the Triton kernels' launch tiles (the most query
+rows per program, default 16; the channel tile of the dk / dv pulls, default 128) for a tuning
+sweep. ``--static`` compiles the kernels without a GPU and prints their resource use.
 
 Every (method, size) runs in a fresh subprocess, so that peak memory is not polluted by earlier
 runs and an out-of-memory error only costs its own row.
@@ -190,10 +191,11 @@ def _check_against_sparse(op, leaves, grad, run, k):
 
 
 def _set_triton_blocks(op, blocks):
-    """Override the Triton launch tile, ``blocks`` = 'ROWS,CHANNELS' (powers of two)."""
+    """Override the Triton launch tiles, ``blocks`` = 'ROWS,CHANNELS' (powers of two): the most
+    query rows per program and the channel tile of the dk / dv pulls."""
     rows, chans = (int(x) for x in blocks.split(','))
     tk = op._triton_module()
-    tk._BLOCK_N, tk._MAX_BLOCK_C = rows, chans
+    tk._MAX_BLOCK_N, tk._PULL_MAX_CH = rows, chans
 
 
 def _child_cuda(method, h, w, k, c, cv, reps, warmup, seed, triton_blocks=None):

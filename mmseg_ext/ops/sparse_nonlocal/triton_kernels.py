@@ -124,8 +124,9 @@ def _pow2(n: int) -> int:
 
 
 def _row_block(*widths: int, budget: int = None) -> int:
-    """Query rows per program for register tiles of these (power-of-two) widths."""
-    return max(1, min(_MAX_BLOCK_N, (budget or _ROW_TILE) // max(widths)))
+    """Query rows per program (a power of two) for register tiles of these widths."""
+    n = max(1, min(_MAX_BLOCK_N, (budget or _ROW_TILE) // max(widths)))
+    return 1 << (n.bit_length() - 1)
 
 
 def plan_forward(q: Tensor, k: Tensor, v: Tensor, off: Tensor, s: Tensor, out: Tensor,
