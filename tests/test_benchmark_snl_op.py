@@ -41,10 +41,10 @@ def test_cuda_methods_run_on_cpu_tensors(bench, op, method):
 def test_triton_blocks_override(bench, op, monkeypatch):
     pytest.importorskip('triton')
     tk = op._triton_module()
-    for name in ('_MAX_BLOCK_N', '_PULL_MAX_CH'):  # restored after the test
+    for name in ('_ROW_TILE', '_ROW_TILE_BWD'):  # restored after the test
         monkeypatch.setattr(tk, name, getattr(tk, name))
-    bench._set_triton_blocks(op, '8,16')
-    assert (tk._MAX_BLOCK_N, tk._PULL_MAX_CH) == (8, 16)
+    bench._set_triton_blocks(op, '4096,512')
+    assert (tk._ROW_TILE, tk._ROW_TILE_BWD) == (4096, 512)
 
 
 def test_arguments_and_goal_lines(bench):

@@ -82,6 +82,24 @@ def test_several_row_blocks_and_channel_tiles(monkeypatch):
     _check_against_reference(inputs, (3, 2))
 
 
+def test_int64_indexing_path(monkeypatch):
+    """The int64 offsets used when R * channels reaches 2^31 (forced at a tiny size)."""
+    monkeypatch.setattr(TK, '_INT32_LIMIT', 0)
+    inputs = _to_device(make_inputs(1, 3, 2, 4, 5, 3, 1.5))
+    _check_against_reference(inputs, 3)
+
+
+@pytest.mark.parametrize('shape', [(0, 4, 5), (2, 0, 5)])
+def test_empty_maps(shape):
+    B, H, W = shape
+    q, k, v, off = _to_device((torch.randn(B, 3, H, W), torch.randn(B, 3, H, W),
+                               torch.randn(B, 2, H, W), torch.randn(B, 18, H, W)))
+    out = sparse_nonlocal_attention(q, k, v, off, 3, backend='triton')
+    assert out.shape == (B, 2, H, W)
+    grads = torch.autograd.grad(out.sum(), (q, k, v, off))
+    assert [g.shape for g in grads] == [t.shape for t in (q, k, v, off)]
+
+
 def test_two_pass_forward_matches_reference(monkeypatch):
     """The forward without the online softmax (what triton 2.x compiles)."""
     monkeypatch.setattr(TK, 'ONLINE_SOFTMAX', False)

@@ -32,9 +32,9 @@ i.e. the extra memory of the method. Methods:
 * ``sdpa_bf16``: dense attention with ``F.scaled_dot_product_attention`` in bf16, value width Cv;
   ``sdpa_bf16_cv=c``: the same with Cv = C (where flash attention applies).
 
-``--triton-blocks ROWS,CHANNELS`` overrides the Triton kernels' launch tiles (the most query
-rows per program, default 16; the channel tile of the dk / dv pulls, default 128) for a tuning
-sweep. ``--static`` compiles the kernels without a GPU and prints their resource use.
+``--triton-blocks FWD,BWD`` overrides the register budgets of the Triton kernels' row-block
+tiles (elements; default 2048,1024: 4 and 2 query rows per program at C=256, Cv=512) for a
+tuning sweep. ``--static`` compiles the kernels without a GPU and prints their resource use.
 
 Every (method, size) runs in a fresh subprocess, so that peak memory is not polluted by earlier
 runs and an out-of-memory error only costs its own row.
@@ -191,11 +191,12 @@ def _check_against_sparse(op, leaves, grad, run, k):
 
 
 def _set_triton_blocks(op, blocks):
-    """Override the Triton launch tiles, ``blocks`` = 'ROWS,CHANNELS' (powers of two): the most
-    query rows per program and the channel tile of the dk / dv pulls."""
-    rows, chans = (int(x) for x in blocks.split(','))
+    """Override the Triton launch tiles, ``blocks`` = 'FWD,BWD': the register budgets (elements
+    of one row-block tile) of the forward and of the query-side backward; rows per program =
+    budget // widest row, rounded down to a power of two."""
+    fwd, bwd = (int(x) for x in blocks.split(','))
     tk = op._triton_module()
-    tk._MAX_BLOCK_N, tk._PULL_MAX_CH = rows, chans
+    tk._ROW_TILE, tk._ROW_TILE_BWD = fwd, bwd
 
 
 def _child_cuda(method, h, w, k, c, cv, reps, warmup, seed, triton_blocks=None):
@@ -355,7 +356,7 @@ def _main_static(args):
           f'C={args.c}, Cv={args.cv}, B=1; compiled as at launch, no GPU; '
           f'{time.strftime("%Y-%m-%d")}')
     cols = ('registers', 'spill_bytes', 'shared', 'ptx_instructions', 'ld_global',
-            'st_global', 'atomics')
+            'ld_global_v4', 'st_global', 'atomics')
     print('\n| kernel | sm | dtype | rows/program | warps | ' + ' | '.join(cols) + ' |')
     print('|---|---|---|---|---|' + '---|' * len(cols))
     rows = []
@@ -387,8 +388,9 @@ def parse_args(argv=None):
     p.add_argument('--reps', type=int, default=None,
                    help='timed repetitions (default 3 on CPU, min reported; 20 on CUDA, median)')
     p.add_argument('--warmup', type=int, default=3, help='CUDA warm-up runs')
-    p.add_argument('--triton-blocks', default=None, metavar='ROWS,CHANNELS',
-                   help='CUDA: Triton launch tile, e.g. 16,64 (powers of two)')
+    p.add_argument('--triton-blocks', default=None, metavar='FWD,BWD',
+                   help='CUDA: register budgets of the Triton row-block tiles, e.g. 4096,2048 '
+                   '(default 2048,1024)')
     p.add_argument('--max-gb', type=float, default=12.0, help='CPU: skip runs estimated above')
     p.add_argument('--max-s', type=float, default=120.0, help='CPU: skip runs estimated above')
     p.add_argument('--static', action='store_true',

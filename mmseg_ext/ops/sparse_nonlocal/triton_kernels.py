@@ -66,6 +66,8 @@ _NUM_WARPS = 4
 _PULL_BLOCK_E = 32  # sampling entries per step of the dk / dv pulls
 _PULL_MAX_CH = 128  # channel tile of the pulls
 _TL_ACC = {torch.float32: tl.float32, torch.float64: tl.float64}
+#: Element offsets below this use int32 arithmetic in the kernels, larger ones int64.
+_INT32_LIMIT = 2**31
 #: The forward's online softmax (geometry once per point); triton 2.x miscompiles it (layout
 #: error), and gets the two-pass forward instead.
 ONLINE_SOFTMAX = int(triton.__version__.split('.')[0]) >= 3
@@ -108,7 +110,7 @@ class _Geom:
         self.R = R
         self.acc = acc
         # every element offset a kernel forms is < R * max(row widths, 4K)
-        self.idx64 = R * max(max(widths), 4 * self.K) + 1 >= 2**31
+        self.idx64 = R * max(max(widths), 4 * self.K) + 1 >= _INT32_LIMIT
         self.block_k = triton.next_power_of_2(self.K)
 
     def consts(self) -> dict:

@@ -129,7 +129,8 @@ def _ptxas() -> str:
 
 def kernel_stats(compiled) -> Dict[str, int]:
     """Registers, spill bytes (stores + loads), static shared memory (bytes), PTX instruction
-    count, global loads / stores and atomics (PTX) of a compiled kernel. Registers and spills
+    count, global loads (of which 16-byte vector loads) / stores and atomics (PTX) of a compiled
+    kernel. Registers and spills
     come from ``ptxas -v`` (triton's bundled ptxas) on the kernel's PTX."""
     ptx = compiled.asm['ptx']
     target = re.search(r'^\.target\s+(\w+)', ptx, re.M).group(1)
@@ -148,5 +149,6 @@ def kernel_stats(compiled) -> Dict[str, int]:
     return dict(registers=int(regs.group(1)) if regs else -1, spill_bytes=sum(spills),
                 shared=int(shared), ptx_instructions=len(instr),
                 ld_global=sum('ld.global' in ln for ln in instr),
+                ld_global_v4=sum('ld.global.v4' in ln for ln in instr),
                 st_global=sum('st.global' in ln for ln in instr),
                 atomics=len(ATOMIC_RE.findall(ptx)))
