@@ -25,7 +25,8 @@ def test_cuda_methods_run_on_cpu_tensors(bench, op, method):
     if method.startswith('triton'):
         pytest.importorskip('triton')
         if not op._triton_module().INTERPRETED:
-            pytest.skip('Triton kernels need a GPU or TRITON_INTERPRET=1')
+            pytest.skip("Triton kernels need a GPU or Triton's CPU interpreter (triton >= 3.0, "
+                        'TRITON_INTERPRET=1)')
     c, cv = 4, 6
     leaves, grad, run = bench._make_case(method, 4, 5, 3, c, cv, op, device='cpu')
     out = run()
