@@ -16,6 +16,8 @@ Contract (every backend)
 * ``s = softmax_j(<query(y, x), key(sample_j)>)`` with no scaling, computed in float32 (float64
   when an input is float64) whatever the input dtypes and autocast;
   ``out(y, x) = sum_j s_j value(sample_j)`` in ``value``'s dtype.
+* A point whose offset is NaN or infinite makes its query's softmax and output NaN (all
+  channels); other queries are unaffected.
 * Differentiable w.r.t. query, key, value and offset (no double backward). Memory is linear in
   ``H * W``: nothing of size ``H*W*K*C`` is materialised.
 
@@ -34,11 +36,10 @@ Backends (argument ``backend``)
 * ``'auto'`` (default): ``'triton'`` on CUDA tensors when triton imports (and ``K`` and the
   channels fit its register tiles, :data:`.triton_kernels.MAX_POINTS`, ``MAX_CHANNELS``), else
   ``'sparse'``.
-* A point whose offset is NaN or infinite makes its query's softmax and output NaN, on every
-  backend.
 
 Files: this one (contract, argument checks, dispatch), :mod:`.common` (checks, geometry, row
-layout), :mod:`.sparse`, :mod:`.triton_kernels`, :mod:`.mmcv_msda`.
+layout), :mod:`.sparse`, :mod:`.triton_kernels` (launches, autograd) with :mod:`.triton_jit`
+(the kernels) and :mod:`.triton_static` (compiling them without a GPU), :mod:`.mmcv_msda`.
 """
 import functools
 import importlib
