@@ -107,6 +107,18 @@ def test_two_pass_forward_matches_reference(monkeypatch):
     _check_against_reference(inputs, (2, 3))
 
 
+@pytest.mark.parametrize('online', [True, False])
+def test_very_negative_logits(online, monkeypatch):
+    """All logits of the inner queries about -1000 (K=9 < its 16-wide tile): the softmax must
+    not be shifted by the tile's padding."""
+    monkeypatch.setattr(TK, 'ONLINE_SOFTMAX', online)
+    q, k, v, off = make_inputs(1, 1, 2, 4, 5, 3, 0.0)
+    q, k = torch.ones_like(q), torch.full_like(k, -1000.0)
+    out = sparse_nonlocal_attention(*_to_device((q, k, v, off)), 3, backend='triton')
+    torch.testing.assert_close(out.detach().cpu(), reference_snl(q, k, v, off, 3), rtol=1e-10,
+                               atol=1e-12)
+
+
 def test_backward_is_bitwise_deterministic():
     """Two backward passes give bitwise-equal gradients (no atomics: each gradient element is
     written by one program, sums in a fixed order)."""

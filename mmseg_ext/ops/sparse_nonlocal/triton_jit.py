@@ -148,8 +148,8 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, out_ptr, R, H, W, dil, K: t
             s = tl.exp(logits - m[:, None]) / den[:, None]
             acc = acc / den[:, None]
         else:
-            e = tl.exp(tl.where(kidx[None, :] < K, logits, float('-inf')) -
-                       tl.max(logits, axis=1)[:, None])
+            lk = tl.where(kidx[None, :] < K, logits, float('-inf'))  # no padding in the max
+            e = tl.exp(lk - tl.max(lk, axis=1)[:, None])
             s = e / tl.sum(e, axis=1)[:, None]
             for j in range(K):
                 (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
