@@ -353,7 +353,7 @@ def _main_static(args):
     h, w = map(int, size.split('x'))
     dtypes = dict(fp32=torch.float32, bf16=torch.bfloat16)
     print(f'triton {triton.__version__}, torch {torch.__version__}; {size}, K={args.k ** 2}, '
-          f'C={args.c}, Cv={args.cv}, B=1; compiled as at launch, no GPU; '
+          f'C={args.c}, Cv={args.cv}, B=1; compiled as at launch (no GPU used); '
           f'{time.strftime("%Y-%m-%d")}')
     cols = ('registers', 'spill_bytes', 'shared', 'ptx_instructions', 'ld_global',
             'ld_global_v4', 'st_global', 'atomics')

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-work_dirs/gpu_check}
 mkdir -p "$OUT"
 . .gpu-kit/env.sh > "$OUT/gpukit.log" 2>&1 || { cat "$OUT/gpukit.log"; exit 1; }
-export PYTHONPATH=$PWD:$PYTHONPATH
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 STEPS=${STEPS:-tests static op_bench op_tiles heads pair}
 step() {  # step NAME TIMEOUT_S CMD...
   local name=$1 limit=$2; shift 2
