@@ -67,3 +67,25 @@ class MSDAPytorchShim:
     def apply(value, shapes, start, loc, attn, im2col_step):
         from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
         return multi_scale_deformable_attn_pytorch(value, shapes, loc, attn)
+
+
+def nonfinite_offset_case():
+    """Float64 inputs (B=2, C=3, Cv=2, 4x5, kernel 3) whose offsets hold a NaN, +inf and -inf:
+    ``(q, k, v, bad_offsets, hit, clean_offsets)`` where ``hit`` (B, H, W) marks the queries
+    with a non-finite offset and ``clean_offsets`` has those entries set to 0."""
+    q, k, v, off = make_inputs(2, 3, 2, 4, 5, 3, 1.5)
+    bad = off.clone()
+    bad[0, 4, 1, 2], bad[1, 7, 2, 3], bad[1, 0, 0, 0] = float('nan'), float('inf'), -float('inf')
+    hit = torch.zeros(2, 4, 5, dtype=torch.bool)
+    hit[0, 1, 2] = hit[1, 2, 3] = hit[1, 0, 0] = True
+    return q, k, v, bad, hit, bad.masked_fill(~bad.isfinite(), 0.0)
+
+
+def assert_nonfinite_propagates(out, s, hit, ref):
+    """``out`` (B, Cv, H, W) and softmax ``s`` (B, K, H, W, or None) are NaN in every channel
+    exactly at the ``hit`` queries; elsewhere ``out`` equals ``ref``."""
+    out = out.detach().cpu()
+    for t in (out, ) + (() if s is None else (s.detach().cpu(), )):
+        assert t.isnan().all(1).eq(hit).all() and t.isnan().any(1).eq(hit).all()
+    keep = ~hit[:, None].expand_as(out)
+    torch.testing.assert_close(out[keep], ref[keep], rtol=1e-10, atol=1e-12)

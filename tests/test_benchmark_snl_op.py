@@ -25,7 +25,8 @@ def test_cuda_methods_run_on_cpu_tensors(bench, op, method):
     if method.startswith('triton'):
         pytest.importorskip('triton')
         if not op._triton_module().INTERPRETED:
-            pytest.skip('Triton kernels need a GPU or TRITON_INTERPRET=1')
+            pytest.skip("Triton kernels need a GPU or Triton's CPU interpreter (triton >= 3.0, "
+                        'TRITON_INTERPRET=1)')
     c, cv = 4, 6
     leaves, grad, run = bench._make_case(method, 4, 5, 3, c, cv, op, device='cpu')
     out = run()
@@ -41,10 +42,10 @@ def test_cuda_methods_run_on_cpu_tensors(bench, op, method):
 def test_triton_blocks_override(bench, op, monkeypatch):
     pytest.importorskip('triton')
     tk = op._triton_module()
-    for name in ('_BLOCK_N', '_MAX_BLOCK_C'):  # restored after the test
+    for name in ('_ROW_TILE', '_ROW_TILE_BWD'):  # restored after the test
         monkeypatch.setattr(tk, name, getattr(tk, name))
-    bench._set_triton_blocks(op, '8,16')
-    assert (tk._BLOCK_N, tk._MAX_BLOCK_C) == (8, 16)
+    bench._set_triton_blocks(op, '4096,512')
+    assert (tk._ROW_TILE, tk._ROW_TILE_BWD) == (4096, 512)
 
 
 def test_arguments_and_goal_lines(bench):
@@ -78,7 +79,7 @@ def test_cuda_mode_without_gpu_says_so(bench, capsys):
                          "got 'abc'"),
     (['--sizes', '64x0'], "got '64x0'"),
     (['--max-s', 'nan'], "argument --max-s: a finite number > 0, got 'nan'"),
-    (['--triton-blocks', '16,48'], 'ROWS,CHANNELS: two powers of two'),
+    (['--triton-blocks', '4096,48'], 'FWD,BWD: two powers of two'),
 ])
 def test_bad_arguments_say_what_to_change(bench, capsys, argv, message):
     """Issue #25 item 7: argparse errors naming the argument and the allowed values."""

@@ -14,7 +14,8 @@ from mmseg_ext.ops import sparse_nonlocal_attention
 from mmseg_ext.ops import sparse_nonlocal as snl_mod
 from mmseg_ext.ops.sparse_nonlocal import mmcv_msda, pixel_to_msda_locations, sample_coordinates
 from mmseg_ext.ops.sparse_nonlocal import sparse as snl_sparse
-from snl_reference import F64, MSDAPytorchShim, _bilinear, make_inputs, pair, reference_snl
+from snl_reference import (F64, MSDAPytorchShim, _bilinear, assert_nonfinite_propagates,
+                           make_inputs, nonfinite_offset_case, pair, reference_snl)
 
 
 def _cpu_autocast_supports_fp16() -> bool:
@@ -189,7 +190,8 @@ class TestSparseNonLocalAttention:
     @pytest.mark.parametrize('backend', ['mmcv', 'triton'])
     def test_cuda_backend_on_cpu_tensors_raises(self, backend, monkeypatch):
         # a compiled (not interpreted) Triton module, as on a machine without TRITON_INTERPRET
-        compiled = type('FakeTritonModule', (), dict(INTERPRETED=False, MAX_POINTS=1024))
+        compiled = type('FakeTritonModule', (), dict(INTERPRETED=False,
+                                                     unsupported=staticmethod(lambda *a: None)))
         monkeypatch.setattr(snl_mod, '_triton_module', lambda: compiled)
         q, k, v, off = make_inputs(1, 2, 2, 3, 3, 3, dtype=torch.float32)
         with pytest.raises(ValueError, match=f"backend='{backend}' cannot run here: the "
@@ -207,12 +209,17 @@ class TestSparseNonLocalAttention:
         cpu, cuda = torch.device('cpu'), torch.device('cuda')
         assert snl_mod.resolve_backend('auto', cpu, 81) == 'sparse'
         assert snl_mod.resolve_backend('sparse', cuda, 81) == 'sparse'
-        if snl_mod._triton_module() is not None:
-            assert snl_mod.resolve_backend('auto', cuda, 121) == 'triton'
-            # more points than the Triton register tile takes: the sparse path
+        tk = snl_mod._triton_module()
+        if tk is not None:
+            assert snl_mod.resolve_backend('auto', cuda, 121, (256, 512)) == 'triton'
+            # more points / channels than the Triton register tiles take: the sparse path
             assert snl_mod.resolve_backend('auto', cuda, 99 * 99) == 'sparse'
-            with pytest.raises(ValueError, match='at most 1024 sampling points'):
+            with pytest.raises(ValueError, match=f'at most {tk.MAX_POINTS} sampling points'):
                 snl_mod.resolve_backend('triton', cuda, 99 * 99)
+            wide = (64, tk.MAX_CHANNELS + 1)
+            assert snl_mod.resolve_backend('auto', cuda, 81, wide) == 'sparse'
+            with pytest.raises(ValueError, match=f'at most {tk.MAX_CHANNELS} query/key and'):
+                snl_mod.resolve_backend('triton', cuda, 81, wide)
 
     @pytest.mark.parametrize('backend', ['cuda', 'Triton', None, 1])
     def test_unknown_backend_raises(self, backend):
@@ -254,6 +261,9 @@ class TestSparseNonLocalAttention:
         (dict(off_shape=(2, 18, 4, 5)), 'offset must be \\(B=1, 18, H=4, W=5\\)'),
         (dict(off_shape=(1, 18, 5, 4)), 'offset must be \\(B=1, 18, H=4, W=5\\)'),
         (dict(query_shape=(2, 4, 5)), 'query must be a 4-D tensor'),
+        (dict(query_shape=(1, 0, 4, 5), key_shape=(1, 0, 4, 5)),
+         'query/key must have at least one channel, got C=0.*give the conv'),
+        (dict(value_shape=(1, 0, 4, 5)), 'value must have at least one channel, got Cv=0'),
     ])
     def test_bad_arguments_raise(self, change, match):
         kernel_size = change.get('kernel_size', 3)
@@ -264,6 +274,21 @@ class TestSparseNonLocalAttention:
         off = torch.randn(*change.get('off_shape', (1, change.get('off_channels', 18), 4, 5)))
         with pytest.raises(ValueError, match=match):
             sparse_nonlocal_attention(q, k, v, off, kernel_size, dilation)
+
+    @pytest.mark.parametrize('logits', [None, 'sparse'])
+    def test_non_finite_offsets_propagate(self, logits):
+        """A NaN / inf offset makes its query's output (and softmax) NaN, other queries are
+        exact: the sparse path, and the mmcv composition on its CPU shim (sparse logits)."""
+        q, k, v, bad, hit, clean = nonfinite_offset_case()
+        ref = reference_snl(q, k, v, clean, 3)
+        if logits is None:
+            out, s = sparse_nonlocal_attention(q, k, v, bad, 3, backend='sparse',
+                                               return_weights=True)
+        else:
+            pytest.importorskip('mmcv.ops.multi_scale_deform_attn')
+            out, s = snl_mod._attention(q, k, v, bad, 3, 3, 1, 'mmcv', msda=MSDAPytorchShim,
+                                        logits=logits, return_weights=True)
+        assert_nonfinite_propagates(out, s, hit, ref)
 
     def test_bad_dtype_or_device_raise(self):
         q = torch.randn(1, 2, 4, 5)

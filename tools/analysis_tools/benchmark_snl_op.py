@@ -32,8 +32,9 @@ i.e. the extra memory of the method. Methods:
 * ``sdpa_bf16``: dense attention with ``F.scaled_dot_product_attention`` in bf16, value width Cv;
   ``sdpa_bf16_cv=c``: the same with Cv = C (where flash attention applies).
 
-``--triton-blocks ROWS,CHANNELS`` overrides the Triton kernels' launch tile (query rows per
-program, widest channel tile; default 16,64) for a tuning sweep.
+``--triton-blocks FWD,BWD`` overrides the register budgets of the Triton kernels' row-block
+tiles (elements; default 2048,1024: 4 and 2 query rows per program at C=256, Cv=512) for a
+tuning sweep. ``--static`` compiles the kernels without a GPU and prints their resource use.
 
 Every (method, size) runs in a fresh subprocess, so that peak memory is not polluted by earlier
 runs and an out-of-memory error only costs its own row.
@@ -42,6 +43,7 @@ Usage::
 
     python tools/analysis_tools/benchmark_snl_op.py [--sizes 32x64 64x128 128x256]
     python tools/analysis_tools/benchmark_snl_op.py --device cuda [--sizes 64x128 128x256]
+    python tools/analysis_tools/benchmark_snl_op.py --static [--arch 80 90]   # no GPU needed
 """
 import argparse
 import json
@@ -189,10 +191,12 @@ def _check_against_sparse(op, leaves, grad, run, k):
 
 
 def _set_triton_blocks(op, blocks):
-    """Override the Triton launch tile, ``blocks`` = 'ROWS,CHANNELS' (powers of two)."""
-    rows, chans = (int(x) for x in blocks.split(','))
+    """Override the Triton launch tiles, ``blocks`` = 'FWD,BWD': the register budgets (elements
+    of one row-block tile) of the forward and of the query-side backward; rows per program =
+    budget // widest row, rounded down to a power of two."""
+    fwd, bwd = (int(x) for x in blocks.split(','))
     tk = op._triton_module()
-    tk._BLOCK_N, tk._MAX_BLOCK_C = rows, chans
+    tk._ROW_TILE, tk._ROW_TILE_BWD = fwd, bwd
 
 
 def _child_cuda(method, h, w, k, c, cv, reps, warmup, seed, triton_blocks=None):
@@ -367,13 +371,48 @@ def _size(text):
 
 
 def _triton_blocks(text):
-    """An argparse type: 'ROWS,CHANNELS', two powers of two."""
+    """An argparse type: 'FWD,BWD', two powers of two (register budgets of the row-block tiles)."""
     parts = text.split(',')
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 and not int(p) & (int(p) - 1)
                                   for p in parts):
         raise argparse.ArgumentTypeError(
-            f'ROWS,CHANNELS: two powers of two, e.g. 16,64; got {text!r}')
+            f'FWD,BWD: two powers of two, e.g. 4096,2048; got {text!r}')
     return text
+
+
+def _main_static(args):
+    """``--static``: compile every kernel of the Triton backend for each ``--arch`` and dtype as
+    the JIT would at launch (no GPU needed) and print what ptxas reports (registers, spill
+    bytes), triton's shared memory and PTX instruction counts, per kernel."""
+    os.environ.pop('TRITON_INTERPRET', None)  # compiled kernels, also when run from the tests
+    import importlib
+
+    import torch
+    import triton
+    _load_op_module()
+    ts = importlib.import_module('_snl_op.triton_static')
+    size = args.static_size
+    h, w = map(int, size.split('x'))
+    dtypes = dict(fp32=torch.float32, bf16=torch.bfloat16)
+    print(f'triton {triton.__version__}, torch {torch.__version__}; {size}, K={args.k ** 2}, '
+          f'C={args.c}, Cv={args.cv}, B=1; compiled as at launch (no GPU used); '
+          f'{time.strftime("%Y-%m-%d")}')
+    cols = ('registers', 'spill_bytes', 'shared', 'ptx_instructions', 'ld_global',
+            'ld_global_v4', 'st_global', 'atomics')
+    print('\n| kernel | sm | dtype | rows/program | warps | ' + ' | '.join(cols) + ' |')
+    print('|---|---|---|---|---|' + '---|' * len(cols))
+    rows = []
+    for arch in args.arch:
+        for dname in args.dtypes:
+            for name, launch in ts.launches(dtypes[dname], (h, w), args.c, args.cv,
+                                            (args.k, args.k)):
+                st = ts.kernel_stats(ts.compile_launch(launch, arch))
+                rows.append(dict(kernel=name, arch=arch, dtype=dname, **st))
+                bn = launch.consts.get('BLOCK_N', 1)
+                print(f'| {name} | {arch} | {dname} | {bn} | {launch.num_warps} | ' +
+                      ' | '.join(str(st[c]) for c in cols) + ' |', flush=True)
+    print(json.dumps(dict(triton=triton.__version__, kernels=rows)))
+    return rows
 
 
 def parse_args(argv=None):
@@ -393,12 +432,23 @@ def parse_args(argv=None):
                    help='timed repetitions (default 3 on CPU, min reported; 20 on CUDA, median)')
     p.add_argument('--warmup', type=_int_at_least(0, 'warm-up runs'), default=3,
                    help='CUDA warm-up runs')
-    p.add_argument('--triton-blocks', default=None, type=_triton_blocks, metavar='ROWS,CHANNELS',
-                   help='CUDA: Triton launch tile, e.g. 16,64 (powers of two)')
+    p.add_argument('--triton-blocks', default=None, type=_triton_blocks, metavar='FWD,BWD',
+                   help='CUDA: register budgets of the Triton row-block tiles, e.g. 4096,2048 '
+                   '(default 2048,1024; powers of two)')
     p.add_argument('--max-gb', type=_positive_float, default=12.0,
                    help='CPU: skip runs estimated above')
     p.add_argument('--max-s', type=_positive_float, default=120.0,
                    help='CPU: skip runs estimated above')
+    p.add_argument('--static', action='store_true',
+                   help='compile the Triton kernels for --arch (no GPU) and print registers, '
+                   'spills, shared memory and instruction counts per kernel')
+    p.add_argument('--static-size', default='128x256', type=_size, metavar='HxW',
+                   help='--static: map size of the launches (default 128x256)')
+    p.add_argument('--arch', nargs='+', type=_int_at_least(50, 'compute capability'),
+                   default=[80, 90],
+                   help='--static: compute capabilities (default 80 90)')
+    p.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'],
+                   help='--static: input dtypes (default fp32 bf16)')
     p.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     cuda = args.device == 'cuda'
@@ -424,6 +474,8 @@ def main(argv=None):
             res = _child_cpu(args.child[0], h, w, args.k, args.c, args.cv, args.reps, seed=0)
         print(json.dumps(res))
         return res
+    if args.static:
+        return _main_static(args)
     return _main_cuda(args) if args.device == 'cuda' else _main_cpu(args)
 
 

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-work_dirs/gpu_check}
 mkdir -p "$OUT"
 . .gpu-kit/env.sh > "$OUT/gpukit.log" 2>&1 || { cat "$OUT/gpukit.log"; exit 1; }
-export PYTHONPATH=$PWD:$PYTHONPATH
-STEPS=${STEPS:-tests op_bench op_tiles heads pair}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+STEPS=${STEPS:-tests static op_bench op_tiles heads pair}
 step() {  # step NAME TIMEOUT_S CMD...
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" $name "* ]] || return 0
@@ -23,11 +23,16 @@ step() {  # step NAME TIMEOUT_S CMD...
   python3 -c 'import torch, triton; print("torch", torch.__version__, "CUDA", torch.version.cuda, "triton", triton.__version__)'
 } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
-# compiled kernels against the float64 reference (TRITON_INTERPRET stays unset on CUDA machines)
-step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_sparse_nonlocal_op.py tests/test_snl_triton.py
+# compiled kernels against the float64 reference, bitwise-repeatable backward, non-finite
+# offsets (TRITON_INTERPRET stays unset on CUDA machines)
+step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_sparse_nonlocal_op.py \
+  tests/test_snl_triton.py
+# registers / spills / shared memory per kernel with this machine's triton (cf. docs/benchmarks.md)
+step static 40 python3 tools/analysis_tools/benchmark_snl_op.py --static --arch 90
 step op_bench 180 python3 tools/analysis_tools/benchmark_snl_op.py --device cuda
-step op_tiles 60 python3 tools/analysis_tools/benchmark_snl_op.py --device cuda --sizes 128x256 \
-  --methods triton triton_bf16 --triton-blocks 32,64
+# tile sweep: twice the default register budgets of the row-block tiles (8 / 4 rows per program)
+step op_tiles 50 python3 tools/analysis_tools/benchmark_snl_op.py --device cuda --sizes 128x256 \
+  --methods triton triton_bf16 --triton-blocks 4096,2048
 step heads 60 python3 tools/analysis_tools/benchmark_heads.py --device cuda --size 512 1024 --batch 2 \
   --heads SNL NL --snl-backend triton
 step pair 120 python3 tools/analysis_tools/benchmark_heads.py --device cuda --size 512 1024 --batch 2 \

@@ -16,6 +16,8 @@ Contract (every backend)
 * ``s = softmax_j(<query(y, x), key(sample_j)>)`` with no scaling, computed in float32 (float64
   when an input is float64) whatever the input dtypes and autocast;
   ``out(y, x) = sum_j s_j value(sample_j)`` in ``value``'s dtype.
+* A point whose offset is NaN or infinite makes its query's softmax and output NaN (all
+  channels); other queries are unaffected.
 * Differentiable w.r.t. query, key, value and offset (no double backward). Memory is linear in
   ``H * W``: nothing of size ``H*W*K*C`` is materialised.
 
@@ -24,17 +26,20 @@ Backends (argument ``backend``)
 * ``'sparse'`` (:mod:`.sparse`): chunked SDDMM / SpMM in torch with a hand-written backward.
   Any device; the CPU path.
 * ``'triton'`` (:mod:`.triton_kernels`): fused Triton kernels, one program per block of queries,
-  geometry recomputed in-kernel, only the softmax (N x K) saved. CUDA tensors; CPU tensors only
-  in Triton's interpreter (``TRITON_INTERPRET=1`` set before the first call; slow, for tests).
+  geometry recomputed in-kernel, only the softmax (N x K) saved; the backward has no atomics
+  (bitwise deterministic). CUDA tensors; CPU tensors only in Triton's interpreter (triton >= 3.0,
+  ``TRITON_INTERPRET=1`` set before the first call; slow, for tests).
   Inputs stay in their dtype (fp16 / bf16 / fp32 / fp64), accumulation in float32.
 * ``'mmcv'`` (:mod:`.mmcv_msda`): logits from the Triton kernel (the sparse path's where Triton
   cannot run) and values from mmcv's CUDA ``MultiScaleDeformableAttnFunction``. CUDA tensors
   and mmcv compiled with CUDA.
-* ``'auto'`` (default): ``'triton'`` on CUDA tensors when triton imports (and ``K`` fits its
-  register tile, :data:`.triton_kernels.MAX_POINTS`), else ``'sparse'``.
+* ``'auto'`` (default): ``'triton'`` on CUDA tensors when triton imports (and ``K`` and the
+  channels fit its register tiles, :data:`.triton_kernels.MAX_POINTS`, ``MAX_CHANNELS``), else
+  ``'sparse'``.
 
 Files: this one (contract, argument checks, dispatch), :mod:`.common` (checks, geometry, row
-layout), :mod:`.sparse`, :mod:`.triton_kernels`, :mod:`.mmcv_msda`.
+layout), :mod:`.sparse`, :mod:`.triton_kernels` (launches, autograd) with :mod:`.triton_jit`
+(the kernels) and :mod:`.triton_static` (compiling them without a GPU), :mod:`.mmcv_msda`.
 """
 import functools
 import importlib
@@ -76,34 +81,37 @@ def _triton_module():
         return None
 
 
-def triton_unavailable(device: torch.device, num_points: int) -> Optional[str]:
-    """Why ``backend='triton'`` cannot run on ``device`` with ``num_points`` per query, or None."""
+def triton_unavailable(device: torch.device, num_points: int,
+                       channels: Tuple[int, ...] = ()) -> Optional[str]:
+    """Why ``backend='triton'`` cannot run on ``device`` with ``num_points`` per query and
+    ``channels`` (query/key, value), or None."""
     mod = _triton_module()
     if mod is None:
         return 'the triton package is not installed (pip install triton)'
-    if num_points > mod.MAX_POINTS:
-        return (f'the Triton kernels take at most {mod.MAX_POINTS} sampling points per query, '
-                f'got K={num_points}')
+    reason = mod.unsupported(num_points, channels)
+    if reason is not None:
+        return reason
     if device.type == 'cuda':
         return None
     if device.type == 'cpu' and mod.INTERPRETED:
         return None
     return (f'the tensors are on {device.type}: the Triton kernels run on CUDA tensors (on CPU '
-            'only in Triton\'s slow interpreter, with TRITON_INTERPRET=1 set before the first '
-            'call)')
+            'only in Triton\'s slow interpreter, triton >= 3.0 with TRITON_INTERPRET=1 set '
+            'before the first call)')
 
 
-def resolve_backend(backend: str, device: torch.device, num_points: int) -> str:
+def resolve_backend(backend: str, device: torch.device, num_points: int,
+                    channels: Tuple[int, ...] = ()) -> str:
     """The concrete backend (``'triton'``, ``'sparse'`` or ``'mmcv'``) for ``backend`` on
     ``device``; ValueError saying what to change when the requested one cannot run there."""
     check_backend(backend)
     if backend == 'auto':
-        if device.type == 'cuda' and triton_unavailable(device, num_points) is None:
+        if device.type == 'cuda' and triton_unavailable(device, num_points, channels) is None:
             return 'triton'
         return 'sparse'
     reason = None
     if backend == 'triton':
-        reason = triton_unavailable(device, num_points)
+        reason = triton_unavailable(device, num_points, channels)
     elif backend == 'mmcv':
         reason = (f'the tensors are on {device.type}, and mmcv\'s op runs on CUDA tensors'
                   if device.type != 'cuda' else _mmcv_unavailable())
@@ -151,7 +159,8 @@ def sparse_nonlocal_attention(query: Tensor,
         raise TypeError("use_mmcv_cuda was replaced by backend: use backend='mmcv' for "
                         "use_mmcv_cuda=True, backend='auto' (the default) otherwise")
     kh, kw = check_inputs(query, key, value, offset, kernel_size, dilation)
-    resolved = resolve_backend(backend, query.device, kh * kw)
+    resolved = resolve_backend(backend, query.device, kh * kw,
+                               (query.shape[1], value.shape[1]))
     return _attention(query, key, value, offset, kh, kw, dilation, resolved,
                       return_weights=bool(return_weights))
 
@@ -183,7 +192,7 @@ def _attention(query: Tensor, key: Tensor, value: Tensor, offset: Tensor, kh: in
                 out, s = _sparse.sparse_attention_rows(q, k, v, off, *geom)
             elif backend == 'mmcv':
                 if logits is None:
-                    logits = 'sparse' if triton_unavailable(query.device, K) else 'triton'
+                    logits = 'sparse' if triton_unavailable(query.device, K, (C, )) else 'triton'
                 fn = (_triton_module().triton_logits_rows if logits == 'triton' else
                       _sparse.sparse_logits_rows)
                 out, s = msda_attention(q, k, v, off, offset, *geom, logits_fn=fn, msda=msda)

@@ -47,6 +47,11 @@ def check_inputs(query, key, value, offset, kernel_size, dilation) -> Tuple[int,
     if value.shape[0] != B or value.shape[2:] != (H, W):
         raise ValueError(f'value must be (B={B}, Cv, H={H}, W={W}) to match query, got '
                          f'{tuple(value.shape)}')
+    if C == 0 or value.shape[1] == 0:
+        name, n = ('query/key', 'C') if C == 0 else ('value', 'Cv')
+        raise ValueError(f'{name} must have at least one channel, got {n}=0 (shapes '
+                         f'{tuple(query.shape)} and {tuple(value.shape)}): give the conv that '
+                         f'makes the {name} at least one output channel')
     K = kh * kw
     if offset.shape[1] != 2 * K:
         raise ValueError(f'offset must have 2*kh*kw = {2 * K} channels for kernel_size '
