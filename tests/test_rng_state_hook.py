@@ -81,3 +81,34 @@ def test_resume_at_2_of_4_is_bit_exact_with_dropout(tmp_path, tool_env):
     run([sys.executable, train, SANET, '--work-dir', str(control), '--resume', '--cfg-options',
          *opts, f'load_from={full / "iter_2.pth"}', 'custom_hooks=[]'], tool_env)
     assert _differing(weights, _weights(control / 'iter_4.pth')[0])
+
+
+FCN = osp.join(REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+
+
+def test_resume_of_a_shipped_config_without_seed_is_bit_exact(tmp_path, tool_env):
+    """The FCN quickstart as shipped: no randomness.seed (so each process draws a random one, and
+    mmengine builds the sampler and the worker seeds from it before resume adopts the checkpoint's),
+    augmentation in the config's 2 dataloader workers. Resuming at 2 of 4 gives the uninterrupted
+    iter_4, because the hook rebuilds the train dataloader with the checkpoint's seed."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(FCN)
+    assert cfg.get('randomness', {}).get('seed') is None
+    workers = cfg.train_dataloader.num_workers
+    assert workers > 0
+    train = osp.join(REPO, 'tools', 'train.py')
+    opts = [*short_run(4, workers=workers), 'default_hooks.checkpoint.interval=2',
+            'train_cfg.val_interval=2']
+    full = tmp_path / 'full'
+    run([sys.executable, train, FCN, '--work-dir', str(full), '--cfg-options', *opts], tool_env)
+    seed = torch.load(full / 'iter_2.pth', map_location='cpu', weights_only=True)['meta']['seed']
+    resumed = tmp_path / 'resumed'
+    out = run([sys.executable, train, FCN, '--work-dir', str(resumed), '--resume',
+               '--cfg-options', *opts, f'load_from={full / "iter_2.pth"}'], tool_env)
+    # the resumed process started from another seed (else this test would not test the rebuild)
+    assert f"rebuilt the train dataloader with the checkpoint's seed {seed}" in out, out[-3000:]
+    weights, momenta = _weights(full / 'iter_4.pth')
+    weights_r, momenta_r = _weights(resumed / 'iter_4.pth')
+    assert _differing(weights, weights_r) == []
+    assert all(torch.equal(momenta[k]['momentum_buffer'], momenta_r[k]['momentum_buffer'])
+               for k in momenta)
