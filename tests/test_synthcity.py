@@ -211,9 +211,11 @@ def test_interrupted_generation_is_refused_on_load(tmp_path, monkeypatch):
         calls.append(path)
         write(path, array)
 
+    generate(SynthCityConfig(root=str(root), num_train=6, num_val=2, seed=1))  # a finished one
     monkeypatch.setattr(sc, '_write_png', write_then_die)
-    with pytest.raises(RuntimeError, match='killed'):
-        generate(SynthCityConfig(root=str(root), num_train=4, num_val=2))
+    with pytest.raises(RuntimeError, match='killed'):  # killed while overwriting it
+        generate(SynthCityConfig(root=str(root), num_train=4, num_val=2), overwrite=True)
+    # the old synthcity.json and files went first; the cut-short run wrote none
     assert len(_pngs(root)) == 5 and not (root / 'synthcity.json').exists()
     with pytest.raises(ValueError, match=r"has no synthcity\.json, which the generator writes last: "
                        r"its generation did not finish.*Regenerate it with `python tools/"
@@ -320,3 +322,25 @@ def test_converter_refuses_bad_seed_and_a_non_empty_folder(tmp_path, tool_env):
     subprocess.run([*tool, str(tmp_path / 'b'), '--seed', '1', '--overwrite', *small],
                    env=tool_env, check=True, capture_output=True)
     assert json.loads((tmp_path / 'b' / 'synthcity.json').read_text())['seed'] == 1
+
+
+def test_synthcity_json_is_written_atomically(tmp_path, monkeypatch):
+    """A write of synthcity.json that fails half-way leaves no synthcity.json (only its .tmp,
+    which --overwrite removes), so the folder is refused rather than read with half a file."""
+    import mmseg_ext.datasets.synthcity_files as files
+    root = tmp_path / 'data'
+
+    def dump_half(meta, f, **kw):
+        f.write('{"seed": 0, "num_tr')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(files.json, 'dump', dump_half)
+    with pytest.raises(OSError, match='disk full'):
+        generate(SynthCityConfig(root=str(root), num_train=2, num_val=1))
+    assert not (root / 'synthcity.json').exists() and (root / 'synthcity.json.tmp').exists()
+    with pytest.raises(ValueError, match='has no synthcity.json'):
+        _dataset(root)
+    monkeypatch.undo()
+    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1), overwrite=True)
+    assert sorted(p.name for p in root.iterdir()) == ['gtFine', 'leftImg8bit', 'synthcity.json']
+    assert len(_dataset(root)) == 2
