@@ -67,9 +67,9 @@ def prepare_root(root: str, overwrite: bool = False) -> None:
             'to the new data. Pass a new or empty folder.')
     for name in (META_FILE, *[e for e in OWN_ENTRIES if e != META_FILE]):  # the json first
         path = osp.join(root, name)
-        if osp.isdir(path):
+        if osp.isdir(path) and not osp.islink(path):
             shutil.rmtree(path)
-        elif osp.lexists(path):
+        elif osp.lexists(path):  # a file, or a link (removed, not what it points to)
             os.remove(path)
 
 
