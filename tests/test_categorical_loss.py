@@ -212,3 +212,30 @@ def test_frequency_gradcheck_float64():
     loss = CategoricalLoss(target='frequency', loss_weight=0.2)
     assert torch.autograd.gradcheck(
         lambda x: loss(x, label, ignore_index=255), (logits, ))
+
+
+@pytest.mark.parametrize('fn', [lambda lab: CategoricalLoss()(torch.randn(2, 5), lab),
+                                lambda lab: presence_targets(lab, 5),
+                                lambda lab: frequency_targets(lab, 5)])
+def test_float_label_map_is_refused_not_truncated(fn):
+    """A float map such as 1.7 used to become class 1 silently (issue #25)."""
+    lab = _label().float()
+    lab[0, 2, 0] = 1.7
+    with pytest.raises(ValueError, match=r'integer class ids .*torch\.float32.*label\.long\(\)'):
+        fn(lab)
+    assert fn(_label()) is not None  # the same map as int64 is fine
+
+
+def test_avg_factor_must_be_positive_and_only_with_mean():
+    logits = torch.randn(2, 5, dtype=torch.float64)
+    loss = CategoricalLoss()
+    per_img = CategoricalLoss(reduction='none')(logits, _label())
+    # defined: the summed per-image losses divided by avg_factor
+    torch.testing.assert_close(loss(logits, _label(), avg_factor=4), per_img.sum() / 4)
+    torch.testing.assert_close(loss(logits, _label(), avg_factor=torch.tensor(0.5)),
+                               per_img.sum() / 0.5)
+    for bad in (0, 0.0, -1, float('nan'), float('inf')):
+        with pytest.raises(ValueError, match=r'avg_factor must be > 0 .*pass None'):
+            loss(logits, _label(), avg_factor=bad)
+    with pytest.raises(ValueError, match=r"avg_factor divides the loss of reduction='mean' only"):
+        loss(logits, _label(), avg_factor=2, reduction_override='sum')

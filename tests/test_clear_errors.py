@@ -66,10 +66,12 @@ def test_benchmark_config_refuses_the_quickstart_data(synthcity_root, tmp_path):
     assert len(_synthcity_dataset(root, BENCH)) == 2
     with pytest.raises(ValueError, match='expects --detail-scale 1 --extra-pedestrians 0'):
         _synthcity_dataset(root)
-    # data from before synthcity.json existed counts as the quickstart's
+    # without synthcity.json (an interrupted generation, or data from before the file existed)
+    # what the folder holds is unknown: refused by every config
     (root / 'synthcity.json').unlink()
-    with pytest.raises(ValueError, match='has no synthcity.json'):
-        _synthcity_dataset(root, BENCH)
+    for config in (BENCH, QUICK):
+        with pytest.raises(ValueError, match='has no synthcity.json'):
+            _synthcity_dataset(root, config)
 
 
 def test_synthcity_labels_missing(tmp_path, synthcity_root):

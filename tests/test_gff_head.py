@@ -167,6 +167,12 @@ def test_concat_add_and_unknown_fusion():
         gated_fully_fuse(feats, _gates(gen, 1), 'random')
 
 
+@pytest.mark.parametrize('bad', [True, 1.0, '1', 0])
+def test_level_gates_refuse_a_non_integer_gate_width(bad):
+    with pytest.raises(ValueError, match=r'LevelGates: gate_channels must be an integer >= 1'):
+        GatedFullyFusion([C] * 4, gate_channels=bad)
+
+
 # ---------------------------------------------------------------- GFFHead --
 mmseg = pytest.importorskip('mmseg')
 
@@ -249,6 +255,16 @@ def test_align_level_resizes_all_levels_to_1_8():
     (dict(pool_scales=()), ValueError, 'pool_scales must be a non-empty'),
     (dict(pool_scales=(1, 2.5)), ValueError, 'pool_scales'),
     (dict(pool_scales=6), ValueError, 'pool_scales'),
+    # issue #25: bools and floats where an int is meant, strings where a bool or int is meant
+    (dict(gate_channels=True), ValueError,
+     r'gate_channels must be an integer >= 1 \(1 \(paper\) or fusion_channels=4 .*got True'),
+    (dict(gate_channels=1.0), ValueError, r'gate_channels must be an integer .*got 1\.0'),
+    (dict(dfp_kernel_size='3'), ValueError, r"dfp_kernel_size must be an integer >= 1 .*got '3'"),
+    (dict(dfp_kernel_size=True), ValueError, 'dfp_kernel_size must be an integer'),
+    (dict(align_level=1.5), ValueError, r'align_level must be None .* integer index .*-4\.\.3.*1\.5'),
+    (dict(align_level=True), ValueError, r'align_level must be None .*got True'),
+    (dict(use_dfp='no'), ValueError, r"use_dfp must be True or False, got 'no'"),
+    (dict(use_dfp=0), ValueError, 'use_dfp must be True or False'),
 ])
 def test_construction_errors(kw, err, msg):
     with pytest.raises(err, match=msg):

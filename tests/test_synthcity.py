@@ -1,4 +1,7 @@
+import dataclasses
+import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -159,3 +162,195 @@ def test_converter_preview_writes_only_the_figure(tmp_path, tool_env):
                     '--width', '96'], env=tool_env, check=True, cwd=tmp_path)
     assert cv2.imread(str(out)).shape == (4 * 48, 2 * 96, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['p.png']
+
+
+# ------------------------------------------------ one complete generation per folder (issue #25) --
+def _dataset(root, config=None):
+    from test_clear_errors import BENCH, QUICK, _synthcity_dataset
+    return _synthcity_dataset(root, {'quick': QUICK, 'bench': BENCH}[config or 'quick'])
+
+
+def _pngs(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob('*.png'))
+
+
+def test_regenerating_over_old_data_is_refused_or_clean(tmp_path):
+    """The issue's case: 2+1 scenes at detail scale 3 into a folder holding 6+3 at scale 1."""
+    from mmseg_ext.datasets.synthcity import read_meta
+    root = tmp_path / 'data'
+    generate(SynthCityConfig(root=str(root), num_train=6, num_val=3))
+    old = _pngs(root)
+    bench = SynthCityConfig(root=str(root), num_train=2, num_val=1, detail_scale=3,
+                            extra_pedestrians=2)
+    with pytest.raises(FileExistsError, match=r'is not empty \(it holds gtFine, leftImg8bit, '
+                       r'synthcity\.json\).*Pass a new or empty folder, or --overwrite'):
+        generate(bench)
+    assert _pngs(root) == old and read_meta(str(root))['num_train'] == 6  # untouched
+    generate(bench, overwrite=True)
+    fresh = tmp_path / 'fresh'
+    generate(dataclasses.replace(bench, root=str(fresh)))
+    assert _pngs(root) == _pngs(fresh) and len(_pngs(root)) == 2 * 3  # nothing old is left
+    for p in _pngs(fresh):
+        assert (root / p).read_bytes() == (fresh / p).read_bytes()
+    assert len(_dataset(root, 'bench')) == 2
+    # --overwrite deletes only SynthCity's own entries; anything else makes it refuse
+    (root / 'notes.txt').write_text('mine')
+    with pytest.raises(FileExistsError, match=r"holds notes\.txt besides SynthCity's own files"):
+        generate(bench, overwrite=True)
+    assert (root / 'notes.txt').read_text() == 'mine' and (root / 'synthcity.json').is_file()
+
+
+def test_interrupted_generation_is_refused_on_load(tmp_path, monkeypatch):
+    import mmseg_ext.datasets.synthcity as sc
+    root = tmp_path / 'cut'
+    write, calls = sc._write_png, []
+
+    def write_then_die(path, array):
+        if len(calls) == 5:
+            raise RuntimeError('killed')
+        calls.append(path)
+        write(path, array)
+
+    generate(SynthCityConfig(root=str(root), num_train=6, num_val=2, seed=1))  # a finished one
+    monkeypatch.setattr(sc, '_write_png', write_then_die)
+    with pytest.raises(RuntimeError, match='killed'):  # killed while overwriting it
+        generate(SynthCityConfig(root=str(root), num_train=4, num_val=2), overwrite=True)
+    # the old synthcity.json and files went first; the cut-short run wrote none
+    assert len(_pngs(root)) == 5 and not (root / 'synthcity.json').exists()
+    with pytest.raises(ValueError, match=r"has no synthcity\.json, which the generator writes last: "
+                       r"its generation did not finish.*Regenerate it with `python tools/"
+                       r"dataset_converters/synthcity\.py .* --overwrite`"):
+        _dataset(root)
+    monkeypatch.setattr(sc, '_write_png', write)
+    generate(SynthCityConfig(root=str(root), num_train=4, num_val=2), overwrite=True)
+    assert len(_dataset(root)) == 4
+
+
+def test_counts_short_or_mixed_are_refused_on_load(tmp_path):
+    root = tmp_path / 'data'
+    generate(SynthCityConfig(root=str(root), num_train=3, num_val=1))
+    assert len(_dataset(root)) == 3
+    img = root / 'leftImg8bit' / 'val' / 'frankfurt' / 'frankfurt_000000_000019_leftImg8bit.png'
+    # an image of another generation next to this one's (same size and settings)
+    other = tmp_path / 'other'
+    generate(SynthCityConfig(root=str(other), num_train=4, num_val=1, seed=5))
+    extra = 'leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png'
+    (root / extra).write_bytes((other / extra).read_bytes())
+    with pytest.raises(ValueError, match=r'holds 4 images in leftImg8bit/train, its synthcity\.json '
+                       r'lists 3: 1 are from another generation \(e\.g\. ' + extra):
+        _dataset(root)
+    (root / extra).unlink()
+    img.unlink()  # the val split counts too: the folder must hold the whole generation
+    with pytest.raises(FileNotFoundError, match=r'1 of 1 images are missing from leftImg8bit/val'):
+        _dataset(root)
+
+
+def test_data_of_another_size_is_refused_on_load(tmp_path):
+    root = tmp_path / 'small'
+    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1, height=64, width=96))
+    with pytest.raises(ValueError, match=r'generated with --height 64 --width 96, but this config '
+                       r'expects --height 128 --width 256\. Generate the right data with `python '
+                       r'tools/dataset_converters/synthcity\.py \S+`'):
+        _dataset(root)
+    # one file of another size inside a folder whose synthcity.json is right
+    root = tmp_path / 'data'
+    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1))
+    lbl = 'gtFine/train/bochum/bochum_000000_000019_gtFine_labelTrainIds.png'
+    (root / lbl).write_bytes((tmp_path / 'small' / lbl).read_bytes())
+    with pytest.raises(ValueError, match=re.escape(str(root / lbl)) + r' is 64x96 \(HxW\), its '
+                       r'synthcity\.json says 128x256'):
+        _dataset(root)
+
+
+def test_truncated_label_png_is_named(tmp_path):
+    root = tmp_path / 'data'
+    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1))
+    lbl = root / 'gtFine' / 'val' / 'frankfurt' / 'frankfurt_000000_000019_gtFine_labelTrainIds.png'
+    data = lbl.read_bytes()
+    lbl.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=re.escape(str(lbl)) + r' is truncated \(it lacks the PNG '
+                       r'end marker\).*--overwrite'):
+        _dataset(root)
+    lbl.write_bytes(b'')
+    with pytest.raises(ValueError, match=re.escape(str(lbl)) + ' is not a PNG file'):
+        _dataset(root)
+
+
+@pytest.mark.parametrize('text,match', [
+    ('{"seed": 0, "num_train": ', 'is not valid JSON'),
+    ('[1, 2]', 'holds a list, not an object of settings'),
+    ('{"seed": 0, "num_train": 2, "num_val": 1, "height": 128}', r'has width=None, not an integer'),
+    ('{"seed": 0, "num_train": "2", "num_val": 1, "height": 128, "width": 256}',
+     r"has num_train='2', not an integer"),
+])
+def test_corrupt_synthcity_json_is_named(tmp_path, text, match):
+    from mmseg_ext.datasets.synthcity import read_meta
+    root = tmp_path / 'data'
+    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1))
+    (root / 'synthcity.json').write_text(text)
+    for load in (lambda: read_meta(str(root)), lambda: _dataset(root)):
+        with pytest.raises(ValueError, match=re.escape(str(root / 'synthcity.json')) + ' ' + match):
+            load()
+
+
+@pytest.mark.parametrize('bad,err,match', [
+    (dict(seed=-1), ValueError, r'seed must be >= 0 .*got -1'),
+    (dict(seed=True), TypeError, r'seed must be an integer, got True'),
+    (dict(seed=1.5), TypeError, r'seed must be an integer'),
+    (dict(height=128.0), TypeError, r'height must be an integer'),
+])
+def test_bad_seed_and_types(bad, err, match):
+    with pytest.raises(err, match=match):
+        SynthCityConfig(**bad)
+
+
+def test_converter_refuses_bad_seed_and_a_non_empty_folder(tmp_path, monkeypatch, capsys):
+    """tools/dataset_converters/synthcity.py (its main(), in this process): argparse errors that
+    say what to change, exit status 2, nothing written."""
+    import importlib.util
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        'synthcity_converter', f'{repo}/tools/dataset_converters/synthcity.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    small = ['--num-train', '1', '--num-val', '1', '--height', '32', '--width', '32']
+
+    def main(*args):
+        monkeypatch.setattr(sys, 'argv', ['synthcity.py', *args, *small])
+        with pytest.raises(SystemExit) as stop:
+            tool.main()
+        return stop.value.code, capsys.readouterr().err
+
+    code, err = main(str(tmp_path / 'a'), '--seed', '-1')
+    assert code == 2 and 'error: seed must be >= 0' in err, err
+    assert not (tmp_path / 'a').exists()
+    generate(SynthCityConfig(root=str(tmp_path / 'b'), num_train=1, num_val=1, height=32, width=32))
+    code, err = main(str(tmp_path / 'b'), '--seed', '1')
+    assert code == 2 and 'is not empty' in err and '--overwrite' in err, err
+    monkeypatch.setattr(sys, 'argv', ['synthcity.py', str(tmp_path / 'b'), '--seed', '1',
+                                      '--overwrite', *small])
+    tool.main()
+    assert json.loads((tmp_path / 'b' / 'synthcity.json').read_text())['seed'] == 1
+
+
+def test_synthcity_json_is_written_atomically(tmp_path, monkeypatch):
+    """A write of synthcity.json that fails half-way leaves no synthcity.json (only its .tmp,
+    which --overwrite removes), so the folder is refused rather than read with half a file."""
+    import mmseg_ext.datasets.synthcity_files as files
+    root = tmp_path / 'data'
+
+    def dump_half(meta, f, **kw):
+        f.write('{"seed": 0, "num_tr')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(files.json, 'dump', dump_half)
+    with pytest.raises(OSError, match='disk full'):
+        generate(SynthCityConfig(root=str(root), num_train=2, num_val=1))
+    assert not (root / 'synthcity.json').exists() and (root / 'synthcity.json.tmp').exists()
+    with pytest.raises(ValueError, match='has no synthcity.json'):
+        _dataset(root)
+    monkeypatch.undo()
+    generate(SynthCityConfig(root=str(root), num_train=2, num_val=1), overwrite=True)
+    assert sorted(p.name for p in root.iterdir()) == ['gtFine', 'leftImg8bit', 'synthcity.json']
+    assert len(_dataset(root)) == 2

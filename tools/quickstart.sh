@@ -9,9 +9,9 @@ VENV=${MMSEG_EXT_VENV:-$PWD/.venv}
 export PATH="$VENV/bin:$PATH"
 DATA=${SYNTHCITY_ROOT:-data/synthcity}
 export SYNTHCITY_ROOT=$DATA
-if [ ! -f "$DATA/.complete" ]; then
-  python tools/dataset_converters/synthcity.py "$DATA"
-  touch "$DATA/.complete"
+# synthcity.json is written last (atomically): without it, a generation did not finish; start afresh
+if [ ! -f "$DATA/synthcity.json" ]; then
+  python tools/dataset_converters/synthcity.py --overwrite "$DATA"
 fi
 WORK=work_dirs/$(basename "$CONFIG" .py)
 python tools/train.py "$CONFIG" --work-dir "$WORK"

@@ -2,6 +2,10 @@
 # within 3 inheritance levels) plus RNGStateHook: the checkpoints hold the torch/CUDA/numpy/python RNG
 # states and `--resume` restores them, so a killed and resumed run reproduces the uninterrupted one bit
 # for bit (mmseg_ext/engine/rng_state_hook.py). Needs custom_imports=dict(imports=['mmseg_ext']).
+# No randomness.seed is fixed here: mmengine draws one per run and stores it in the checkpoints; on resume
+# RNGStateHook rebuilds the train dataloader with the checkpoint's seed (mmengine adopts it only after
+# building the dataloader from the new run's), so resume is exact with or without
+# --cfg-options randomness.seed=N.
 default_scope = 'mmseg'
 env_cfg = dict(
     cudnn_benchmark=True,

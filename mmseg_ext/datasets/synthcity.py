@@ -7,6 +7,8 @@ Layout written under ``root`` (exactly what ``CityscapesDataset`` expects)::
 
     leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png        (RGB, uint8)
     gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png    (19 train ids, 255)
+    synthcity.json    the settings, written last and atomically (synthcity_files.py: a folder
+                      holding it holds one finished generation; SynthCityDataset checks that)
 
 What makes it a small benchmark rather than noise:
 
@@ -42,20 +44,20 @@ The benchmark config set (``configs/benchmark/``) uses s = 3, n = 2; the quickst
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import os.path as osp
 from dataclasses import dataclass
 
 import numpy as np
 
+from .synthcity_files import (CITIES, META_FILE, file_pairs, prepare_root,  # noqa: F401
+                              read_meta, write_meta)
+
 # Cityscapes train ids (mmseg's CityscapesDataset.METAINFO['classes'] order).
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, \
     RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = range(19)
 IGNORE = 255
-META_FILE = 'synthcity.json'  # generation settings, written next to leftImg8bit/ and gtFine/
 SPLITS = {'train': 0, 'val': 1}
-CITIES = {'train': ('aachen', 'bochum', 'cologne'), 'val': ('frankfurt', )}
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ class SynthCityConfig:
     extra_pedestrians: int = 0
 
     def __post_init__(self):
+        for key in ('seed', 'num_train', 'num_val', 'height', 'width', 'extra_pedestrians'):
+            value = getattr(self, key)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f'{key} must be an integer, got {value!r}')
+        if self.seed < 0:
+            raise ValueError(f'seed must be >= 0 (numpy seeds its generators with non-negative '
+                             f'integers), got {self.seed}')
         if self.height < 32 or self.width < 32:
             raise ValueError(f'height/width must be >= 32, got {self.height}x{self.width}')
         if self.num_train < 1 or self.num_val < 1:
@@ -306,18 +315,20 @@ def _write_png(path: str, array: np.ndarray):
         raise OSError(f'could not write {path}')
 
 
-def generate(cfg: SynthCityConfig, progress: bool = False) -> dict:
-    """Write the dataset; returns {'train': n, 'val': n, 'digest': sha256 of all bytes}."""
+def generate(cfg: SynthCityConfig, progress: bool = False, overwrite: bool = False) -> dict:
+    """Write the dataset; returns {'train': n, 'val': n, 'digest': sha256 of all bytes}.
+
+    ``cfg.root`` must be empty or missing; ``overwrite`` deletes the SynthCity files in it first
+    (``synthcity_files.prepare_root``). ``synthcity.json`` is written last and atomically, so a
+    folder holding it holds a finished generation.
+    """
+    prepare_root(cfg.root, overwrite)
     digest = hashlib.sha256()
     counts = {}
     for split, n in (('train', cfg.num_train), ('val', cfg.num_val)):
-        cities = CITIES[split]
-        for i in range(n):
+        for i, (irel, lrel) in enumerate(file_pairs(split, n)):
             img, lbl = render_index(cfg, split, i)
-            city = cities[i % len(cities)]
-            stem = f'{city}_{i // len(cities):06d}_000019'
-            ipath = osp.join(cfg.root, 'leftImg8bit', split, city, f'{stem}_leftImg8bit.png')
-            lpath = osp.join(cfg.root, 'gtFine', split, city, f'{stem}_gtFine_labelTrainIds.png')
+            ipath, lpath = osp.join(cfg.root, irel), osp.join(cfg.root, lrel)
             _write_png(ipath, img)
             _write_png(lpath, lbl)
             for p in (ipath, lpath):
@@ -327,18 +338,8 @@ def generate(cfg: SynthCityConfig, progress: bool = False) -> dict:
                 print(f'  {split}: {i + 1}/{n}', flush=True)
         counts[split] = n
     counts['digest'] = digest.hexdigest()
-    meta = dict(seed=cfg.seed, num_train=cfg.num_train, num_val=cfg.num_val, height=cfg.height,
-                width=cfg.width, detail_scale=cfg.detail_scale,
-                extra_pedestrians=cfg.extra_pedestrians, sha256=counts['digest'])
-    with open(osp.join(cfg.root, META_FILE), 'w') as f:
-        json.dump(meta, f, indent=1)
+    write_meta(cfg.root, dict(
+        seed=cfg.seed, num_train=cfg.num_train, num_val=cfg.num_val, height=cfg.height,
+        width=cfg.width, detail_scale=cfg.detail_scale, extra_pedestrians=cfg.extra_pedestrians,
+        sha256=counts['digest']))
     return counts
-
-
-def read_meta(root: str) -> dict | None:
-    """What ``generate`` wrote into ``root/synthcity.json``; None for data generated before it did."""
-    path = osp.join(root, META_FILE)
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)

@@ -6,23 +6,30 @@ import os.path as osp
 from mmseg.datasets import CityscapesDataset
 from mmseg.registry import DATASETS
 
-from mmseg_ext.datasets.synthcity import read_meta
+from mmseg_ext.datasets.synthcity import SynthCityConfig
+from mmseg_ext.datasets.synthcity_files import META_FILE, check_files, read_meta
 
 GENERATE = 'python tools/dataset_converters/synthcity.py {root}'
+# the generator's default image size (H, W), SynthCityDataset's default image_size
+_SIZE_DEFAULT = (SynthCityConfig.height, SynthCityConfig.width)
 
 
-def _command(root: str, generator: dict) -> str:
+def _command(root: str, generator: dict, overwrite: bool = False) -> str:
     cmd = GENERATE.format(root=root)
     if generator['detail_scale'] != 1:
         cmd += f" --detail-scale {generator['detail_scale']:g}"
     if generator['extra_pedestrians']:
         cmd += f" --extra-pedestrians {generator['extra_pedestrians']}"
-    return cmd
+    if (generator['height'], generator['width']) != _SIZE_DEFAULT:
+        cmd += f" --height {generator['height']} --width {generator['width']}"
+    return cmd + (' --overwrite' if overwrite else '')
 
 
-def _describe(generator: dict) -> str:
-    return (f"--detail-scale {generator['detail_scale']:g} --extra-pedestrians "
-            f"{generator['extra_pedestrians']}")
+def _describe(generator: dict, keys) -> str:
+    flags = dict(detail_scale=f"--detail-scale {generator['detail_scale']:g}",
+                 extra_pedestrians=f"--extra-pedestrians {generator['extra_pedestrians']}",
+                 height=f"--height {generator['height']}", width=f"--width {generator['width']}")
+    return ' '.join(flags[k] for k in keys)
 
 
 def _not_generated(root: str, problem: str, generator: dict) -> FileNotFoundError:
@@ -36,39 +43,49 @@ def _not_generated(root: str, problem: str, generator: dict) -> FileNotFoundErro
 class SynthCityDataset(CityscapesDataset):
     """:class:`CityscapesDataset` (same layout, classes and suffixes) whose ``load_data_list``
     says how to generate the data when its folders are missing or hold no images or labels,
-    instead of mmengine's "need at least one array to concatenate" or a bare FileNotFoundError.
+    instead of mmengine's "need at least one array to concatenate" or a bare FileNotFoundError,
+    and refuses data that is not the one complete generation its config expects.
 
     Args:
         detail_scale (float): the generator's ``--detail-scale`` the config was written for (1: the
             quickstart data, 3: ``configs/benchmark/``). Default: 1.0.
         extra_pedestrians (int): the generator's ``--extra-pedestrians`` (0: quickstart, 2:
             ``configs/benchmark/``). Default: 0.
+        image_size (tuple[int, int]): the generator's ``(--height, --width)``, the size the
+            config's pipeline was written for. Default: (128, 256), the generator's default.
 
-    When the data folder holds the ``synthcity.json`` the generator writes, other settings there
-    are an error, so a benchmark config never trains on the quickstart data by mistake (or the
-    reverse). Data generated before that file existed counts as the quickstart's settings.
+    The data folder must hold the ``synthcity.json`` the generator writes last (a folder without it
+    holds an interrupted generation, or one from before the file existed: regenerate it), with the
+    settings above, and exactly the images and label maps it lists, complete and of its size
+    (:func:`mmseg_ext.datasets.synthcity_files.check_files`, from the PNG headers: no decoding).
+    So a benchmark config never trains on the quickstart data by mistake (or the reverse), nor on
+    a folder where two generations are mixed.
     """
 
-    def __init__(self, *args, detail_scale: float = 1.0, extra_pedestrians: int = 0, **kwargs):
+    def __init__(self, *args, detail_scale: float = 1.0, extra_pedestrians: int = 0,
+                 image_size: tuple = _SIZE_DEFAULT, **kwargs):
         # **kwargs go to CityscapesDataset / BaseSegDataset, whose signatures reject unknown keys
+        if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in image_size)):
+            raise TypeError(f'SynthCityDataset: image_size must be (height, width) in pixels, as '
+                            f'generated, got {image_size!r}')
         self.generator = dict(detail_scale=float(detail_scale),
-                              extra_pedestrians=int(extra_pedestrians))
+                              extra_pedestrians=int(extra_pedestrians),
+                              height=image_size[0], width=image_size[1])
         super().__init__(*args, **kwargs)
 
-    def _check_generator(self, root: str):
-        meta = read_meta(root) if root else None
-        found = dict(detail_scale=1.0, extra_pedestrians=0)
-        if meta is not None:
-            found = {k: type(v)(meta.get(k, v)) for k, v in found.items()}
-        if found != self.generator:
-            what = ('has no synthcity.json (generated before the generator wrote one, i.e. '
-                    f'{_describe(found)})' if meta is None else
-                    f'was generated with {_describe(found)}')
-            raise ValueError(
-                f'SynthCity data at {root!r} {what}, but this config expects '
-                f'{_describe(self.generator)}. Generate the right data with '
-                f'`{_command(root, self.generator)}` into its own folder and point the config '
-                '(data_root, or SYNTHCITY_ROOT / SYNTHCITY_BENCH_ROOT) at it.')
+    def _check_generator(self, root: str, meta: dict):
+        found = {k: type(v)(meta[k]) for k, v in self.generator.items()}
+        differ = [k for k in self.generator if found[k] != self.generator[k]]
+        if not differ:
+            return
+        if {'height', 'width'} & set(differ):
+            differ = sorted(set(differ) | {'height', 'width'}, key=list(self.generator).index)
+        raise ValueError(
+            f'SynthCity data at {root!r} was generated with {_describe(found, differ)}, but this '
+            f'config expects {_describe(self.generator, differ)}. Generate the right data with '
+            f'`{_command(root, self.generator)}` into its own folder and point the config '
+            '(data_root, or SYNTHCITY_ROOT / SYNTHCITY_BENCH_ROOT) at it.')
 
     def load_data_list(self) -> list:
         root = self.data_root or osp.dirname(osp.dirname(self.data_prefix.get('img_path', '')))
@@ -77,14 +94,18 @@ class SynthCityDataset(CityscapesDataset):
             folder = self.data_prefix.get(key)
             if folder and not osp.isdir(folder):
                 raise _not_generated(root, f'{folder} does not exist', gen)
-        self._check_generator(root)
         data_list = super().load_data_list()
         if not data_list:
             raise _not_generated(
                 root, f"{self.data_prefix['img_path']} holds no *{self.img_suffix} images", gen)
-        missing = [d['seg_map_path'] for d in data_list
-                   if 'seg_map_path' in d and not osp.isfile(d['seg_map_path'])]
-        if missing:
-            raise _not_generated(root, f'{len(missing)} of {len(data_list)} label maps are '
-                                 f'missing, e.g. {missing[0]}', gen)
+        fix = (f'Regenerate it with `{_command(root, gen, overwrite=True)}` (or into a new '
+               'folder without --overwrite).')
+        meta = read_meta(root)
+        if meta is None:
+            raise ValueError(
+                f'SynthCity data at {root!r} has no {META_FILE}, which the generator writes last: '
+                'its generation did not finish (or it predates that file), so what it holds is '
+                f'unknown. {fix}')
+        self._check_generator(root, meta)
+        check_files(root, meta, fix)
         return data_list

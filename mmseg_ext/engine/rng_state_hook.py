@@ -12,6 +12,13 @@ dataloader past the iterations already trained (which draws augmentation randomn
 Validation runs between a checkpoint and the next training iteration in mmengine's loops; the hook
 saves the RNG states before validation and restores them after it, so that a resumed run (which
 does not repeat that validation) and the uninterrupted one draw the same numbers.
+
+The seed: mmengine 0.10.7's ``Runner.train`` builds the train loop, and with it the dataloader
+(sampler order, dataloader-worker seeds), from the run's seed (``randomness.seed``, or a random one
+when the config sets none) before ``Runner.resume`` adopts the checkpoint's seed. When the two
+differ, the hook rebuilds the train dataloader with the checkpoint's seed before the skipped
+batches are drawn, so a resumed run continues the uninterrupted one whatever seed it was started
+with (or warns where it cannot rebuild it).
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
+from mmengine.runner.loops import _InfiniteDataloaderIterator
 
 CHECKPOINT_KEY = 'rng_state'
 
@@ -81,6 +89,37 @@ class _RestoreBeforeNextBatch:
         return next(self.inner)
 
 
+def reseed_train_dataloader(runner, built_seed: Optional[int]) -> None:
+    """Rebuild ``runner.train_loop``'s dataloader (and iterator) with ``runner.seed`` when it was
+    built with ``built_seed`` (the seed before ``Runner.resume`` adopted the checkpoint's)."""
+    seed = runner.seed
+    if built_seed is None or built_seed == seed:
+        return
+    loop, cfg = runner.train_loop, getattr(runner, '_train_dataloader', None)
+    old_iter = getattr(loop, 'dataloader_iterator', None)
+    if not isinstance(cfg, dict) or not hasattr(loop, 'dataloader') or not (
+            old_iter is None or type(old_iter) is _InfiniteDataloaderIterator):
+        print_log(f'RNGStateHook: the train dataloader was built with seed {built_seed} before '
+                  f'--resume adopted the checkpoint\'s seed {seed}, and it cannot be rebuilt (it was '
+                  'passed as a built DataLoader, or the train loop is not one of mmengine\'s): the '
+                  'data order and dataloader-worker seeds differ from the uninterrupted run, so the '
+                  f'resumed run will NOT reproduce it. Resume with --cfg-options randomness.seed={seed}',
+                  logger='current', level=logging.WARNING)
+        return
+    if old_iter is not None:  # stop its workers now rather than at garbage collection
+        shutdown = getattr(getattr(old_iter, '_iterator', None), '_shutdown_workers', None)
+        if callable(shutdown):
+            shutdown()
+    loop.dataloader = runner.build_dataloader(
+        cfg, seed=seed, diff_rank_seed=runner._randomness_cfg.get('diff_rank_seed', False))
+    if old_iter is not None:
+        loop.dataloader_iterator = _InfiniteDataloaderIterator(loop.dataloader)
+    print_log(f'RNGStateHook: rebuilt the train dataloader with the checkpoint\'s seed {seed} (it was '
+              f'built with seed {built_seed} before --resume adopted the checkpoint\'s), so the '
+              'resumed run draws the same data order and worker seeds as the uninterrupted one',
+              logger='current', level=logging.INFO)
+
+
 @HOOKS.register_module()
 class RNGStateHook(Hook):
     """Put the torch (CPU and CUDA), numpy and Python RNG states in each checkpoint and restore
@@ -92,6 +131,11 @@ class RNGStateHook(Hook):
     main RNGs agree, i.e. the same seed on every rank (mmengine's default ``diff_rank_seed=False``)
     and augmentation in dataloader workers (``num_workers > 0``; mmengine seeds each worker from
     the seed, rank and worker id), as in the project's configs.
+
+    The config need not fix ``randomness.seed``: when the seed the train dataloader was built with
+    differs from the checkpoint's (which mmengine adopts on resume, also over an explicit
+    ``randomness.seed``, with its own warning), the dataloader is rebuilt with the checkpoint's
+    (:func:`reseed_train_dataloader`).
     """
 
     priority = 'VERY_HIGH'
@@ -100,6 +144,11 @@ class RNGStateHook(Hook):
         self._pending: Optional[dict] = None
         self._pending_iter = -1
         self._val_state: Optional[dict] = None
+        self._built_seed: Optional[int] = None
+
+    def before_run(self, runner) -> None:
+        # Runner.train has built the train loop (and dataloader) with this seed; resume follows
+        self._built_seed = runner.seed
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = get_rng_state()
@@ -112,6 +161,7 @@ class RNGStateHook(Hook):
         state, self._pending = self._pending, None
         if runner.iter == 0 or runner.iter != self._pending_iter:
             return  # a fresh run, or load_from (not resume)
+        reseed_train_dataloader(runner, self._built_seed)
         if state is None:
             print_log(f'the resumed checkpoint has no {CHECKPOINT_KEY!r} (saved without '
                       'RNGStateHook): the run continues with freshly seeded RNGs, so it will not '

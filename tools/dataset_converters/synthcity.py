@@ -1,6 +1,7 @@
 """Generate SynthCity, the embedded Cityscapes-layout benchmark (see mmseg_ext/datasets/synthcity.py).
 
     python tools/dataset_converters/synthcity.py data/synthcity [--seed 0] [--num-train 320] [--num-val 80]
+        [--overwrite]     (the folder must be new or empty; --overwrite deletes the SynthCity data in it)
     python tools/dataset_converters/synthcity.py data/synthcity-bench --detail-scale 3 --extra-pedestrians 2
         (the data of configs/benchmark/)
     python tools/dataset_converters/synthcity.py --preview docs/figures/synthcity_bench.png \
@@ -14,12 +15,10 @@ import numpy as np
 from mmseg_ext.datasets.synthcity import SynthCityConfig, generate, render_index
 
 
-def write_preview(args, num=4):
+def write_preview(path, cfg, num=4):
     """Image and coloured labels of the first ``num`` training scenes, one row each."""
     import cv2
     from mmseg.datasets import CityscapesDataset
-    cfg = SynthCityConfig(seed=args.seed, height=args.height, width=args.width,
-                          detail_scale=args.detail_scale, extra_pedestrians=args.extra_pedestrians)
     palette = np.zeros((256, 3), np.uint8)
     palette[:19] = CityscapesDataset.METAINFO['palette']
     rows = []
@@ -27,9 +26,9 @@ def write_preview(args, num=4):
         img, lbl = render_index(cfg, 'train', i)
         rows.append(np.concatenate([img, palette[lbl]], 1))
     grid = np.concatenate(rows, 0)[..., ::-1]  # RGB -> BGR
-    if not cv2.imwrite(args.preview, np.ascontiguousarray(grid)):
-        raise OSError(f'could not write {args.preview}')
-    print(f'{args.preview}: {num} scenes, detail scale {cfg.detail_scale:g}, '
+    if not cv2.imwrite(path, np.ascontiguousarray(grid)):
+        raise OSError(f'could not write {path}')
+    print(f'{path}: {num} scenes, detail scale {cfg.detail_scale:g}, '
           f'{cfg.extra_pedestrians} extra pedestrians')
 
 
@@ -49,15 +48,24 @@ def main():
     parser.add_argument('--preview', metavar='PNG',
                         help='only write the first 4 training scenes (image | Cityscapes-coloured '
                         'labels) with these settings into this PNG')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='delete the SynthCity data (leftImg8bit/, gtFine/, synthcity.json) in a '
+                        'non-empty output folder first; without it such a folder is refused')
     args = parser.parse_args()
+    try:
+        cfg = SynthCityConfig(root=args.root, seed=args.seed, num_train=args.num_train,
+                              num_val=args.num_val, height=args.height, width=args.width,
+                              detail_scale=args.detail_scale,
+                              extra_pedestrians=args.extra_pedestrians)
+    except (TypeError, ValueError) as e:
+        parser.error(str(e))
     if args.preview:
-        return write_preview(args)
-    cfg = SynthCityConfig(root=args.root, seed=args.seed, num_train=args.num_train,
-                          num_val=args.num_val, height=args.height, width=args.width,
-                          detail_scale=args.detail_scale,
-                          extra_pedestrians=args.extra_pedestrians)
+        return write_preview(args.preview, cfg)
     start = time.time()
-    out = generate(cfg, progress=True)
+    try:
+        out = generate(cfg, progress=True, overwrite=args.overwrite)
+    except (FileExistsError, NotADirectoryError) as e:
+        parser.error(str(e))
     print(f"SynthCity written to {cfg.root}: {out['train']} train + {out['val']} val images "
           f"({cfg.height}x{cfg.width}, seed {cfg.seed}, detail scale {cfg.detail_scale:g}, "
           f"{cfg.extra_pedestrians} extra pedestrians) in {time.time() - start:.1f}s; sha256 {out['digest']}")

@@ -7,7 +7,9 @@ _base_ = ['mmseg::_base_/datasets/cityscapes.py']
 
 dataset_type = 'SynthCityDataset'
 data_root = '{{$SYNTHCITY_ROOT:data/synthcity}}'
-crop_size = (128, 256)  # the generator's full image size (H, W): whole-scene crops keep the sky cue
+# (H, W) the data was generated at (--height/--width): SynthCityDataset refuses data of another size
+image_size = (128, 256)
+crop_size = image_size  # the generator's full image size: whole-scene crops keep the sky cue
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
@@ -40,9 +42,11 @@ tta_pipeline = [
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,
-    dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(
+        type=dataset_type, data_root=data_root, image_size=image_size, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
     num_workers=2,
-    dataset=dict(type=dataset_type, data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(
+        type=dataset_type, data_root=data_root, image_size=image_size, pipeline=test_pipeline))
 test_dataloader = val_dataloader

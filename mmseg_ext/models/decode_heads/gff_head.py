@@ -12,16 +12,13 @@ from torch import Tensor
 
 from ..utils.batch_norm_check import explain_single_value_batch_norm
 from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion
-from ..utils.head_checks import check_output_mode
+from ..utils.head_checks import check_bool, check_int, check_output_mode
 
 DFP_MODES = ('dense', 'literal')
 
 
 def _check_int(name: str, value, minimum: int, example: str) -> None:
-    """``value`` must be an int (not a bool or float) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'GFFHead: {name} must be an integer >= {minimum} ({example}), got '
-                         f'{value!r}')
+    check_int('GFFHead', name, value, minimum, example)
 
 
 def _check_pool_scales(pool_scales) -> None:
@@ -125,17 +122,22 @@ class GFFHead(BaseDecodeHead):
         _check_int('fusion_channels', fusion_channels, 1, 'e.g. 256')
         _check_int('num_fuse_convs', num_fuse_convs, 0, 'e.g. 2')
         _check_pool_scales(pool_scales)
+        gate_hint = f'1 (paper) or fusion_channels={fusion_channels} (authors\' code)'
+        _check_int('gate_channels', gate_channels, 1, gate_hint)
         if gate_channels not in (1, fusion_channels):
-            raise ValueError(f'gate_channels must be 1 (paper) or '
-                             f'fusion_channels={fusion_channels}, got '
-                             f'{gate_channels}')
-        if dfp_kernel_size < 1 or dfp_kernel_size % 2 == 0:
-            raise ValueError(f'dfp_kernel_size must be odd and positive, e.g.'
-                             f' 1, got {dfp_kernel_size}')
+            raise ValueError(f'GFFHead: gate_channels must be {gate_hint}, got {gate_channels}')
+        _check_int('dfp_kernel_size', dfp_kernel_size, 1, 'odd, e.g. 1 or 3')
+        if dfp_kernel_size % 2 == 0:
+            raise ValueError(f'GFFHead: dfp_kernel_size must be odd (the pyramid keeps each '
+                             f'level\'s size), e.g. 1 or 3, got {dfp_kernel_size}')
+        check_bool('GFFHead', 'use_dfp', use_dfp)
         n_in = len(in_channels)
-        if align_level is not None and not -n_in <= align_level < n_in:
-            raise ValueError(f'align_level must be None or an index into '
-                             f'in_channels (< {n_in}), got {align_level}')
+        if align_level is not None and (
+                isinstance(align_level, bool) or not isinstance(align_level, int)
+                or not -n_in <= align_level < n_in):
+            raise ValueError(f'GFFHead: align_level must be None (Eq. 5: each level keeps its '
+                             f'size) or an integer index into in_channels, -{n_in}..{n_in - 1} '
+                             f'(e.g. 1), got {align_level!r}')
         super().__init__(**kwargs)
         check_output_mode(self)
         self.fusion_type = fusion

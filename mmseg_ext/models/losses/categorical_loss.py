@@ -1,5 +1,6 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """Image-level categorical loss, SANet Eq. 8."""
+import math
 from typing import Optional
 
 import torch
@@ -22,6 +23,13 @@ def _flat_labels(seg_label: Tensor, num_classes: int,
     if seg_label.dim() != 3:
         raise ValueError('seg_label must be (B, H, W) or (B, 1, H, W), got '
                          f'shape {tuple(seg_label.shape)}')
+    if seg_label.is_floating_point() or seg_label.is_complex():
+        raise ValueError(
+            'seg_label must hold integer class ids (torch.long, as mmseg\'s '
+            f'gt_sem_seg), got a {seg_label.dtype} map: converting it would '
+            'truncate a value such as 1.7 to class 1. Pass label.long() if '
+            'its values are class ids, or precomputed (B, num_classes) '
+            'targets in [0, 1]')
     label = seg_label.long().flatten(1)
     valid = (label >= 0) & (label < num_classes)
     if ignore_index is not None:
@@ -162,7 +170,9 @@ class CategoricalLoss(nn.Module):
             weight (Tensor, optional): Per-image ``(B,)`` or per-entry
                 ``(B, K)`` weight.
             avg_factor (float, optional): Divide the summed per-image losses
-                by this instead of ``B`` (only with ``reduction='mean'``).
+                by this (> 0) instead of ``B``. Only with ``reduction='mean'``
+                (as mmseg's losses); 0, a negative or a non-finite value, or
+                another reduction, is a ValueError.
             reduction_override (str, optional): Overrides ``reduction``.
             ignore_index (int, optional): Label value to skip. Default: 255.
         """
@@ -172,6 +182,16 @@ class CategoricalLoss(nn.Module):
         if reduction_override is not None:
             self._check_reduction('reduction_override', reduction_override)
         reduction = reduction_override or self.reduction
+        if avg_factor is not None:
+            if reduction != 'mean':
+                raise ValueError(
+                    f"avg_factor divides the loss of reduction='mean' only, "
+                    f"got reduction={reduction!r}; drop avg_factor or use 'mean'")
+            if not math.isfinite(float(avg_factor)) or float(avg_factor) <= 0:
+                raise ValueError(
+                    'avg_factor must be > 0 (the count the summed per-image '
+                    f'losses are divided by), got {avg_factor}; pass None to '
+                    'average over the images')
         if label.dim() == 2:
             if label.shape != cls_score.shape:
                 raise ValueError(
@@ -193,7 +213,7 @@ class CategoricalLoss(nn.Module):
             loss = loss * (weight.view(-1, 1) if weight.dim() == 1 else weight)
         loss = loss.sum(1) if self.class_reduction == 'sum' else loss.mean(1)
         if reduction == 'mean':
-            loss = loss.sum() / avg_factor if avg_factor else loss.mean()
+            loss = loss.sum() / avg_factor if avg_factor is not None else loss.mean()
         elif reduction == 'sum':
             loss = loss.sum()
         return self.loss_weight * loss

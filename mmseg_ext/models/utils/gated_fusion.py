@@ -25,6 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .head_checks import check_int
+
 FUSION_TYPES = ('concat', 'add', 'fpn', 'gated_fpn', 'gff')
 UPDATE_ORDERS = ('simultaneous', 'sequential')
 
@@ -51,9 +53,8 @@ class LevelGates(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], gate_channels: int = 1):
         super().__init__()
-        if gate_channels < 1:
-            raise ValueError(
-                f'gate_channels must be >= 1, got {gate_channels}')
+        check_int('LevelGates', 'gate_channels', gate_channels, 1,
+                  '1: one gate map per level, as in the paper')
         self.convs = nn.ModuleList(
             nn.Conv2d(c, gate_channels, kernel_size=1) for c in in_channels)
 

@@ -8,6 +8,20 @@ BINARY_FIX = ("for binary segmentation use num_classes=2, out_channels=1 and "
               "loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)")
 
 
+def check_int(owner: str, name: str, value, minimum: int, example: str) -> None:
+    """``value`` must be an int >= ``minimum``: a bool (an int subclass in Python), a float or a
+    string is refused with a ValueError that says what ``name`` of ``owner`` takes."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f'{owner}: {name} must be an integer >= {minimum} ({example}), got '
+                         f'{value!r}')
+
+
+def check_bool(owner: str, name: str, value) -> None:
+    """``value`` must be True or False (a string such as 'no' would silently count as True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f'{owner}: {name} must be True or False, got {value!r}')
+
+
 def _losses(loss: Optional[nn.Module]) -> Iterable[nn.Module]:
     if loss is None:
         return []
