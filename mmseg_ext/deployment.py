@@ -153,19 +153,16 @@ def check_exportable(model: nn.Module, shape: Sequence[int], dynamo: bool) -> No
         return
     problems = adaptive_pool_problems(model, (H, W))
     if problems:
-        alt = []
-        if dynamo_unavailable() is None:
-            alt.append('use --dynamo (torch.onnx.export(dynamo=True) exports these poolings)')
-        else:
-            alt.append(f'--dynamo is not available here ({dynamo_unavailable()})')
+        reason = dynamo_unavailable()
+        alt = ('Use --dynamo (torch.onnx.export(dynamo=True) exports these poolings)'
+               if reason is None else f'--dynamo is not available here ({reason})')
         better = _divisible_shape(model, (H, W))
         if better is not None:
-            alt.append(f'or export at --shape {better[0]} {better[1]}, where every pooled map '
-                       'divides its input')
+            alt += (f'{", or" if reason is None else "; instead"} export at --shape {better[0]} '
+                    f'{better[1]} (every pooled map divides its input there)')
         raise ExportError(
             f'{exporter_name(False)} cannot export adaptive pooling whose output size does not '
-            f'divide its input size; at --shape {H} {W}: ' + '; '.join(problems) + '. '
-            + ', '.join(alt))
+            f'divide its input size; at --shape {H} {W}: ' + '; '.join(problems) + '. ' + alt)
 
 
 def choose_exporter(model: nn.Module, shape: Sequence[int], dynamo: Optional[bool]) -> bool:
