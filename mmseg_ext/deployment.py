@@ -19,6 +19,7 @@ instead. The sparse non-local op of SSANet runs its exportable path while export
 (:mod:`mmseg_ext.ops.sparse_nonlocal.export`), with either exporter.
 """
 import inspect
+import logging
 import math
 import warnings
 from typing import List, Optional, Sequence, Tuple
@@ -79,6 +80,7 @@ def build_segmentor(config, checkpoint: Optional[str] = None,
     """
     import mmseg_ext  # noqa: F401  (registry entries + safe checkpoint loading)
     from mmengine import Config
+    from mmengine.logging import MMLogger
     from mmseg.apis import init_model
 
     from .utils import revert_sync_bn_cfg
@@ -89,7 +91,13 @@ def build_segmentor(config, checkpoint: Optional[str] = None,
     revert_sync_bn_cfg(cfg.model)
     model = init_model(cfg, checkpoint, device='cpu')
     if checkpoint is None:
-        model.init_weights()
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # not one INFO line per parameter
+        try:
+            model.init_weights()
+        finally:
+            logger.setLevel(level)
     return model.eval()
 
 
@@ -212,9 +220,10 @@ def export_onnx(model: nn.Module, shape: Sequence[int], out: str, dynamo: bool,
         try:
             torch.onnx.export(wrapper, (img, ), out, **kwargs)
         except Exception as e:  # say which exporter failed and what else to try
-            other = exporter_name(not dynamo)
+            what = str(e) if len(str(e)) <= 800 else str(e)[:800] + ' [...]'  # graph dumps
             raise ExportError(f'{exporter_name(dynamo)} failed on {type(model).__name__} at '
-                              f'--shape {H} {W}: {type(e).__name__}: {e}\nTry {other}.') from e
+                              f'--shape {H} {W}: {type(e).__name__}: {what}\nTry '
+                              f'{exporter_name(not dynamo)}.') from e
     return out
 
 

@@ -60,7 +60,8 @@ def describe(model, shape, dynamic_batch: bool) -> str:
     if mean is not None and std is not None:
         norm = (f', mean {[round(v, 3) for v in mean.flatten().tolist()]} std '
                 f'{[round(v, 3) for v in std.flatten().tolist()]}')
-    order = 'RGB' if getattr(pre, 'channel_conversion', False) else 'as loaded'
+    # mmseg loads images as BGR; the preprocessor flips them when it converts channels
+    order = 'RGB' if getattr(pre, 'channel_conversion', False) else 'BGR'
     head = model.decode_head
     mode = getattr(head, 'infer_mode', None)
     pred = f"{type(head).__name__} prediction{f' (infer_mode={mode!r})' if mode else ''}"
