@@ -23,17 +23,16 @@ Non-finite offsets: a row with a NaN or +-inf among its ``2K`` offsets gets NaN 
 softmax weights); its offsets are replaced by 0 before any index is computed, so no index is
 ever built from a NaN/inf, and the other rows are unaffected.
 
-Memory: ``O(R K)`` for the geometry (per point 4 int64 corner rows, 4 weights, the logit and
-the softmax: about ``8 * (4 + 4 + 2)`` bytes per point in float64, half the float parts in
-float32), plus, per chunk, the gathered rows ``R * 4 kc * max(C, Cv)`` elements. Unlike the
-sparse and Triton backends this does materialise sampled rows, ``4 kc / K`` times the
-``H * W * K * C`` that those avoid; ``kc`` is the largest count of points whose gathered rows
-for one image fit :data:`CHUNK_BYTES` (64 MiB), so memory is linear in ``B * H * W`` with about
-``B * 64 MiB`` of gathered rows at a time (the chunk loop is unrolled into the graph:
-``ceil(K / kc)`` Gathers per pass). Example: the paper's Cityscapes head at 1024x2048
-(H*W = 128*256, C = 256, Cv = 512, K = 81, float32) gathers one point (``kc = 1``, 64 MiB per
-image) at a time and keeps about 4 * 32768 * 81 * (8 + 4) + 2 * 32768 * 81 * 4 bytes = 149 MiB
-of geometry per image.
+Memory: ``O(R K)`` for the geometry (per query and point: coordinates, 4 int64 corner rows, 4
+weights, the logit and the softmax, about 72 bytes in float32), plus, per chunk, the gathered rows
+``R * 4 kc * max(C, Cv)`` elements. Unlike the sparse and Triton backends this does materialise
+sampled rows, ``4 kc / K`` times the ``H * W * K * C`` that those avoid; ``kc`` is the largest count
+of points whose gathered rows for one image fit :data:`CHUNK_BYTES` (64 MiB), at least 1 (the chunk
+loop is unrolled into the graph: ``ceil(K / kc)`` Gathers per pass). Memory is linear in
+``B * H * W``. Examples (float32): the quickstart SSANet head at 128x256 (16x32 map, C = 32,
+Cv = 64, K = 81) gathers all points at once, 42 MB; the paper's Cityscapes head at 1024x2048
+(128x256 map, C = 256, Cv = 512, K = 81) gathers one point at a time, 268 MB per image, and keeps
+about 190 MB of per-point geometry per image.
 
 Autograd works through these operators (the corner indices and ``floor`` are piecewise
 constant, as in the other backends), so the path is differentiable; it is meant for inference
