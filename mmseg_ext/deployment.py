@@ -126,6 +126,7 @@ def adaptive_pool_problems(model: nn.Module, shape: Sequence[int]) -> List[str]:
     for name, mod in model.named_modules():
         if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             def hook(m, args, out, _name=name):
+                out = out[0] if isinstance(out, tuple) else out  # return_indices=True
                 (h, w), (oh, ow) = args[0].shape[-2:], out.shape[-2:]
                 if h % oh or w % ow:
                     problems.append(f'{_name} ({type(m).__name__}): {h}x{w} -> {oh}x{ow}')
@@ -179,13 +180,13 @@ def choose_exporter(model: nn.Module, shape: Sequence[int], dynamo: Optional[boo
     if dynamo is not None:
         check_exportable(model, shape, dynamo)
         return dynamo
-    try:
-        check_exportable(model, shape, False)
+    _check_model(model, shape)
+    if not adaptive_pool_problems(model, shape):
         return False
-    except ExportError as ts_error:
-        if dynamo_unavailable() is not None:
-            raise ts_error
-    return True
+    if dynamo_unavailable() is None:
+        return True
+    check_exportable(model, shape, False)  # raises, saying what to do instead
+    return False
 
 
 def export_onnx(model: nn.Module, shape: Sequence[int], out: str, dynamo: bool,
@@ -201,7 +202,8 @@ def export_onnx(model: nn.Module, shape: Sequence[int], out: str, dynamo: bool,
     H, W = int(shape[0]), int(shape[1])
     wrapper = SegLogits(model.eval(), (H, W)).eval()
     # torch.export specialises a batch of 1, so a dynamic batch is traced with 2
-    img = torch.randn(2 if dynamic_batch else 1, 3, H, W, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    img = torch.randn(2 if dynamic_batch else 1, 3, H, W, generator=gen)
     kwargs = dict(input_names=['img'], output_names=['seg_logits'])
     if dynamo:
         kwargs.update(dynamo=True, verbose=False)

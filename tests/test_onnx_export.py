@@ -24,7 +24,8 @@ SHAPE = (64, 128)
 
 
 def quickstart(algo):
-    return osp.join(REPO, 'configs', 'quickstart', f'{algo}_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    return osp.join(REPO, 'configs', 'quickstart',
+                    f'{algo}_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
 
 
 def export_op(module, inputs, path, dynamo, dynamic_batch=False):
@@ -246,9 +247,10 @@ def test_clear_errors(deployment, monkeypatch):
     with pytest.raises(deployment.ExportError, match='shape must be two positive ints'):
         deployment.check_exportable(model, (64, 0), False)
     model.test_cfg = dict(mode='slide', crop_size=(64, 64), stride=(32, 32))
-    with pytest.raises(deployment.ExportError,
-                       match="test_cfg mode is 'slide'.*model.test_cfg.mode=whole"):
-        deployment.check_exportable(model, SHAPE, False)
+    for dynamo in (None, False, True):
+        with pytest.raises(deployment.ExportError,
+                           match="test_cfg mode is 'slide'.*model.test_cfg.mode=whole"):
+            deployment.choose_exporter(model, SHAPE, dynamo)
 
 
 def load_tool():
