@@ -132,6 +132,19 @@ class TestExportBackend:
         torch.testing.assert_close(traced(*other), SNL((3, 3), 'sparse')(*other), rtol=1e-5,
                                    atol=1e-5)
 
+    def test_torch_export_runs_the_export_path(self):
+        """torch.export (not only ONNX) selects the export path: the graph gathers rows."""
+        if not hasattr(getattr(torch, 'compiler', None), 'is_exporting'):
+            pytest.skip('needs torch >= 2.5: torch.compiler.is_exporting')
+        inputs = make_inputs(2, 3, 4, 5, 6, (3, 3), off_scale=1.5, dtype=torch.float32)
+        ep = torch.export.export(SNL((3, 3), 'sparse'), inputs, strict=False)
+        ops = {str(n.target) for m in ep.graph_module.modules() if hasattr(m, 'graph')
+               for n in m.graph.nodes if n.op == 'call_function'}
+        assert 'aten.index_select.default' in ops, ops
+        other = make_inputs(2, 3, 4, 5, 6, (3, 3), off_scale=1.5, dtype=torch.float32, seed=1)
+        torch.testing.assert_close(ep.module()(*other), SNL((3, 3), 'sparse')(*other),
+                                   rtol=1e-5, atol=1e-5)
+
 
 # ------------------------------------------------------------------------------------------------
 # the op in onnxruntime
