@@ -5,8 +5,8 @@ sparse path is an ``autograd.Function`` over torch sparse tensors (the TorchScri
 with ``unordered_map::at``, ``torch.export`` cannot trace it) and the Triton kernels are opaque
 to both exporters. This path is plain tensor code that both ``torch.onnx.export`` exporters
 (``dynamo=False`` and ``dynamo=True``) turn into standard ONNX operators (Floor, Clip, Cast,
-Gather, MatMul, Softmax, Where, IsInf/IsNaN), which onnxruntime, TensorRT and mmdeploy's
-backends run. It is selected automatically, whatever the ``backend`` argument, while
+Gather, MatMul, Softmax, Where, IsInf/IsNaN) of the default domain (tested in onnxruntime).
+It is selected automatically, whatever the ``backend`` argument, while
 :func:`is_exporting` is true.
 
 Same row layout as the other backends: ``q, k`` (R, C), ``v`` (R, Cv), ``off`` (R, K, 2) with
@@ -36,7 +36,7 @@ about 190 MB of per-point geometry per image.
 
 Autograd works through these operators (the corner indices and ``floor`` are piecewise
 constant, as in the other backends), so the path is differentiable; it is meant for inference
-and export (the sparse backend is faster and lighter for training).
+and export (the sparse backend gathers no rows, so it needs less memory for training).
 """
 from typing import List, Tuple
 
