@@ -21,6 +21,8 @@ import os
 import os.path as osp
 import sys
 
+from torch import nn
+
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
@@ -63,6 +65,8 @@ def describe(model, shape, dynamic_batch: bool) -> str:
     # mmseg loads images as BGR; the preprocessor flips them when it converts channels
     order = 'RGB' if getattr(pre, 'channel_conversion', False) else 'BGR'
     head = model.decode_head
+    if isinstance(head, nn.ModuleList):  # CascadeEncoderDecoder: the last head predicts
+        head = head[-1]
     mode = getattr(head, 'infer_mode', None)
     pred = f"{type(head).__name__} prediction{f' (infer_mode={mode!r})' if mode else ''}"
     b = 'batch' if dynamic_batch else '1'
