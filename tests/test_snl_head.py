@@ -134,7 +134,7 @@ def test_block_refuses_grids_over_15_per_side(kernel_size, k):
 def test_block_backend_option(monkeypatch):
     import mmseg_ext.models.utils.snl_block as snl_block
     with pytest.raises(ValueError, match="backend must be one of \\('auto', 'triton', "
-                       "'sparse', 'mmcv'\\)"):
+                       "'sparse', 'mmcv', 'export'\\)"):
         SparseNonLocal2d(4, kernel_size=3, backend='cuda')
     seen = []
 
@@ -143,11 +143,11 @@ def test_block_backend_option(monkeypatch):
         return args[2]
 
     monkeypatch.setattr(snl_block, 'sparse_nonlocal_attention', spy)
-    for backend in ('auto', 'sparse', 'triton', 'mmcv'):
+    for backend in ('auto', 'sparse', 'triton', 'mmcv', 'export'):
         block = SparseNonLocal2d(4, kernel_size=3, backend=backend)
         assert f"backend='{backend}'" in repr(block)
         block(torch.randn(1, 4, 3, 3))
-    assert seen == ['auto', 'sparse', 'triton', 'mmcv']
+    assert seen == ['auto', 'sparse', 'triton', 'mmcv', 'export']
 
 
 def test_block_unrunnable_backend_says_what_to_change():

@@ -58,8 +58,9 @@ class SNLHead(BaseDecodeHead):
         use_decoder (bool): add the low-level decoder (Table 1 "+ Decoder"). Default: True.
         low_channels (int): channels of the reduced low-level features. Default: 48.
         backend (str): implementation of the SNL op: ``'auto'`` (Triton on CUDA, the chunked
-            sparse path on CPU), ``'triton'``, ``'sparse'`` or ``'mmcv'`` (mmcv's CUDA MSDA
-            for the values); see :mod:`mmseg_ext.ops.sparse_nonlocal`. Default: 'auto'.
+            sparse path on CPU), ``'triton'``, ``'sparse'``, ``'mmcv'`` (mmcv's CUDA MSDA
+            for the values) or ``'export'`` (ONNX-exportable operators, used automatically
+            while exporting); see :mod:`mmseg_ext.ops.sparse_nonlocal`. Default: 'auto'.
         allow_large_kernel (bool): accept SNL grids larger than 15 per side (``kernel_size=99``
             would mean K=9801; the paper's K=99 is ``(9, 11)``). Default: False.
     """

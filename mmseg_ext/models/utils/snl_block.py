@@ -90,7 +90,8 @@ class SparseNonLocal2d(nn.Module):
         zero_init_out (bool): zero-init ``gamma`` (or its norm) so the block starts as the
             identity. Default: True.
         backend (str): implementation of the op, ``'auto'`` (Triton on CUDA, the chunked
-            sparse path on CPU), ``'triton'``, ``'sparse'`` or ``'mmcv'``; see
+            sparse path on CPU), ``'triton'``, ``'sparse'``, ``'mmcv'`` or ``'export'``
+            (ONNX-exportable operators; used automatically while exporting); see
             :mod:`mmseg_ext.ops.sparse_nonlocal`. Default: 'auto'.
         allow_large_kernel (bool): accept grids larger than 15 per side (K > 225), which
             are far beyond the paper's and slow. Default: False.

@@ -19,7 +19,8 @@ Contract (every backend)
 * A point whose offset is NaN or infinite makes its query's softmax and output NaN (all
   channels); other queries are unaffected.
 * Differentiable w.r.t. query, key, value and offset (no double backward). Memory is linear in
-  ``H * W``: nothing of size ``H*W*K*C`` is materialised.
+  ``H * W``: nothing of size ``H*W*K*C`` is materialised (``'export'`` gathers bounded chunks of
+  sampled rows, see :mod:`.export`).
 
 Backends (argument ``backend``)
 -------------------------------
@@ -33,13 +34,20 @@ Backends (argument ``backend``)
 * ``'mmcv'`` (:mod:`.mmcv_msda`): logits from the Triton kernel (the sparse path's where Triton
   cannot run) and values from mmcv's CUDA ``MultiScaleDeformableAttnFunction``. CUDA tensors
   and mmcv compiled with CUDA.
+* ``'export'`` (:mod:`.export`): standard ONNX-exportable operators (gathers, batched matmuls,
+  softmax); any device. It materialises the gathered rows of a chunk of points (memory in its
+  docstring); used for ``torch.onnx.export`` / ``torch.export``.
 * ``'auto'`` (default): ``'triton'`` on CUDA tensors when triton imports (and ``K`` and the
   channels fit its register tiles, :data:`.triton_kernels.MAX_POINTS`, ``MAX_CHANNELS``), else
   ``'sparse'``.
 
+While a model is being exported or traced (:func:`.export.is_exporting`), every ``backend``
+value runs ``'export'``: no other backend can be traced.
+
 Files: this one (contract, argument checks, dispatch), :mod:`.common` (checks, geometry, row
 layout), :mod:`.sparse`, :mod:`.triton_kernels` (launches, autograd) with :mod:`.triton_jit`
-(the kernels) and :mod:`.triton_static` (compiling them without a GPU), :mod:`.mmcv_msda`.
+(the kernels) and :mod:`.triton_static` (compiling them without a GPU), :mod:`.mmcv_msda`,
+:mod:`.export`.
 """
 import functools
 import importlib
@@ -48,6 +56,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from . import export as _export
 from . import sparse as _sparse
 from .common import (check_inputs, compute_dtype, from_rows, offset_rows, sample_coordinates,
                      to_rows)
@@ -58,14 +67,15 @@ __all__ = ['sparse_nonlocal_attention', 'sample_coordinates', 'pixel_to_msda_loc
            'BACKENDS', 'check_backend', 'resolve_backend']
 
 #: Accepted values of ``backend``.
-BACKENDS = ('auto', 'triton', 'sparse', 'mmcv')
+BACKENDS = ('auto', 'triton', 'sparse', 'mmcv', 'export')
 
 
 def check_backend(backend) -> str:
     """``backend`` if it is one of :data:`BACKENDS`, else a ValueError naming the choices."""
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}: \'auto\' = '
-                         "Triton on CUDA, the sparse path on CPU")
+                         "Triton on CUDA, the sparse path on CPU; 'export' = exportable "
+                         "operators (ONNX)")
     return backend
 
 
@@ -102,9 +112,12 @@ def triton_unavailable(device: torch.device, num_points: int,
 
 def resolve_backend(backend: str, device: torch.device, num_points: int,
                     channels: Tuple[int, ...] = ()) -> str:
-    """The concrete backend (``'triton'``, ``'sparse'`` or ``'mmcv'``) for ``backend`` on
-    ``device``; ValueError saying what to change when the requested one cannot run there."""
+    """The concrete backend (``'triton'``, ``'sparse'``, ``'mmcv'`` or ``'export'``) for
+    ``backend`` on ``device``; ValueError saying what to change when the requested one cannot
+    run there. ``'export'`` whatever ``backend`` while exporting."""
     check_backend(backend)
+    if backend == 'export' or _export.is_exporting():
+        return 'export'
     if backend == 'auto':
         if device.type == 'cuda' and triton_unavailable(device, num_points, channels) is None:
             return 'triton'
@@ -144,8 +157,9 @@ def sparse_nonlocal_attention(query: Tensor,
         kernel_size (int | tuple[int, int]): sampling grid ``(kh, kw)``; the paper uses
             K = 9, 49, 81, 99 (9x11) and 121.
         dilation (int): spacing of the initial grid. Default: 1.
-        backend (str): ``'auto'`` (default), ``'triton'``, ``'sparse'`` or ``'mmcv'`` (see the
-            module docstring). A backend that cannot run on the inputs' device raises.
+        backend (str): ``'auto'`` (default), ``'triton'``, ``'sparse'``, ``'mmcv'`` or
+            ``'export'`` (see the module docstring). A backend that cannot run on the inputs'
+            device raises; while exporting, every value runs ``'export'``.
         return_weights (bool): also return the softmax weights ``s`` the output was computed
             with (detached; for inspection/visualisation). Default: False.
         use_mmcv_cuda: removed; raises a TypeError saying which ``backend`` to use instead.
@@ -190,6 +204,8 @@ def _attention(query: Tensor, key: Tensor, value: Tensor, offset: Tensor, kh: in
             off = offset_rows(offset, K, cdt)
             if backend == 'sparse':
                 out, s = _sparse.sparse_attention_rows(q, k, v, off, *geom)
+            elif backend == 'export':
+                out, s = _export.export_attention_rows(q, k, v, off, *geom)
             elif backend == 'mmcv':
                 if logits is None:
                     logits = 'sparse' if triton_unavailable(query.device, K, (C, )) else 'triton'

@@ -1,0 +1,257 @@
+"""Export a whole mmseg segmentor to ONNX and check it in onnxruntime.
+
+Used by ``tools/deployment/pytorch2onnx.py`` (see docs/deploy.md).
+
+What the graph computes: ``seg_logits = segmentor.encode_decode(img)``, the logits of mmseg's
+whole-image inference (``test_cfg`` mode ``'whole'``) before the argmax: backbone, neck and the
+decode head's ``predict`` (so SAHead's ``infer_mode``, e.g. ``Y_den + Y_SA4``) resized bilinearly
+to the input size, ``(B, num_classes, H, W)`` float32. The input ``img`` is ``(B, 3, H, W)``
+float32 as the data preprocessor outputs it (channel order converted, mean/std normalised):
+preprocessing, the argmax and the resize back to the original image size are not in the graph;
+the auxiliary head is not run. H and W are fixed at export; the batch can be dynamic.
+
+Exporters (``dynamo``): ``False`` is torch's TorchScript exporter (``torch.onnx.export(...,
+dynamo=False)``, every torch version, fast); ``True`` is ``torch.onnx.export(..., dynamo=True)``
+(``torch.export`` + onnxscript; torch >= 2.5). The TorchScript exporter cannot export an
+adaptive pooling whose output size does not divide its input size (PSPNet's and GFFNet's pyramid
+pooling on most maps); :func:`check_exportable` finds that before exporting and says what to use
+instead. The sparse non-local op of SSANet runs its exportable path while exporting
+(:mod:`mmseg_ext.ops.sparse_nonlocal.export`), with either exporter.
+"""
+import inspect
+import logging
+import math
+import warnings
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ['ExportError', 'SegLogits', 'build_segmentor', 'dynamo_unavailable',
+           'adaptive_pool_problems', 'check_exportable', 'choose_exporter', 'export_onnx',
+           'verify_onnx', 'exporter_name']
+
+#: ONNX opset of the TorchScript exporter (the dynamo exporter uses its own default).
+TORCHSCRIPT_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """A model/option combination that cannot be exported; the message says what to change."""
+
+
+def exporter_name(dynamo: bool) -> str:
+    return ('the dynamo exporter (torch.onnx.export(dynamo=True), --dynamo)' if dynamo else
+            'the TorchScript exporter (torch.onnx.export(dynamo=False), --no-dynamo)')
+
+
+def dynamo_unavailable() -> Optional[str]:
+    """Why ``torch.onnx.export(dynamo=True)`` cannot run here, or None."""
+    if 'dynamo' not in inspect.signature(torch.onnx.export).parameters:
+        return (f'the dynamo exporter needs torch >= 2.5 (torch.onnx.export(dynamo=True)); this '
+                f'is torch {torch.__version__}')
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return 'the dynamo exporter needs onnxscript (pip install onnxscript)'
+    return None
+
+
+class SegLogits(nn.Module):
+    """``img (B, 3, H, W) -> seg_logits (B, num_classes, H, W)`` of ``segmentor`` (see the
+    module docstring) for the fixed input size ``shape = (H, W)``."""
+
+    def __init__(self, segmentor: nn.Module, shape: Tuple[int, int]) -> None:
+        super().__init__()
+        self.segmentor = segmentor
+        self.shape = tuple(shape)
+
+    def forward(self, img: Tensor) -> Tensor:
+        meta = dict(img_shape=self.shape, pad_shape=self.shape, ori_shape=self.shape)
+        return self.segmentor.encode_decode(img, [meta])
+
+
+def build_segmentor(config, checkpoint: Optional[str] = None,
+                    cfg_options: Optional[dict] = None) -> nn.Module:
+    """The segmentor of ``config`` (path or Config) in eval mode on CPU.
+
+    ``checkpoint`` is loaded by mmengine's ``load_checkpoint`` (through mmseg's ``init_model``),
+    which reads with torch's weights-only unpickler (``mmseg_ext.checkpoint``); None keeps the
+    config's initialisation (``init_weights``). SyncBN becomes BN (export runs on CPU).
+    """
+    import mmseg_ext  # noqa: F401  (registry entries + safe checkpoint loading)
+    from mmengine import Config
+    from mmengine.logging import MMLogger
+    from mmseg.apis import init_model
+
+    from .utils import revert_sync_bn_cfg
+
+    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    revert_sync_bn_cfg(cfg.model)
+    model = init_model(cfg, checkpoint, device='cpu')
+    if checkpoint is None:
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # not one INFO line per parameter
+        try:
+            model.init_weights()
+        finally:
+            logger.setLevel(level)
+    return model.eval()
+
+
+def _check_model(model: nn.Module, shape: Sequence[int]) -> Tuple[int, int]:
+    if not hasattr(model, 'encode_decode'):
+        raise ExportError(f'{type(model).__name__} has no encode_decode: the exporter takes '
+                          'mmseg segmentors (EncoderDecoder, CascadeEncoderDecoder)')
+    test_cfg = getattr(model, 'test_cfg', None) or {}
+    mode = test_cfg.get('mode', 'whole')
+    if mode != 'whole':
+        raise ExportError(
+            f"the config's test_cfg mode is {mode!r}: the exported graph runs whole-image "
+            'inference on the --shape input; export with --cfg-options model.test_cfg.mode=whole '
+            "(and run sliding windows outside the graph if you need them)")
+    if len(shape) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0
+                              for s in shape):
+        raise ExportError(f'shape must be two positive ints (H, W), e.g. 128 256, got {shape!r}')
+    return int(shape[0]), int(shape[1])
+
+
+def adaptive_pool_problems(model: nn.Module, shape: Sequence[int]) -> List[str]:
+    """Adaptive poolings of ``model`` whose output size does not divide their input size at
+    input ``shape`` (which the TorchScript exporter refuses), as ``'name: HxW -> hxw'``."""
+    H, W = _check_model(model, shape)
+    problems, handles = [], []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            def hook(m, args, out, _name=name):
+                out = out[0] if isinstance(out, tuple) else out  # return_indices=True
+                (h, w), (oh, ow) = args[0].shape[-2:], out.shape[-2:]
+                if h % oh or w % ow:
+                    problems.append(f'{_name} ({type(m).__name__}): {h}x{w} -> {oh}x{ow}')
+            handles.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            SegLogits(model, (H, W))(torch.zeros(1, 3, H, W))
+    finally:
+        for h in handles:
+            h.remove()
+    return problems
+
+
+def _divisible_shape(model: nn.Module, shape: Tuple[int, int]) -> Optional[Tuple[int, int]]:
+    """The smallest multiple of 48, 96, 192 or 384 (a stride-8/16/32 map divisible by PSPNet's
+    pool scales 1, 2, 3, 6) not below ``shape`` at which no adaptive pooling has a problem,
+    checked by running the model; None if none is."""
+    for m in (48, 96, 192, 384):
+        cand = (math.ceil(shape[0] / m) * m, math.ceil(shape[1] / m) * m)
+        if not adaptive_pool_problems(model, cand):
+            return cand
+    return None
+
+
+def check_exportable(model: nn.Module, shape: Sequence[int], dynamo: bool) -> None:
+    """ExportError saying what to use instead when ``model`` at input ``shape`` cannot be
+    exported by the chosen exporter (``dynamo``)."""
+    H, W = _check_model(model, shape)
+    if dynamo:
+        reason = dynamo_unavailable()
+        if reason is not None:
+            raise ExportError(f'{reason}: use --no-dynamo (the TorchScript exporter)')
+        return
+    problems = adaptive_pool_problems(model, (H, W))
+    if problems:
+        reason = dynamo_unavailable()
+        alt = ('Use --dynamo (torch.onnx.export(dynamo=True) exports these poolings)'
+               if reason is None else f'--dynamo is not available here ({reason})')
+        better = _divisible_shape(model, (H, W))
+        if better is not None:
+            alt += (f'{", or" if reason is None else "; instead"} export at --shape {better[0]} '
+                    f'{better[1]} (every pooled map divides its input there)')
+        raise ExportError(
+            f'{exporter_name(False)} cannot export adaptive pooling whose output size does not '
+            f'divide its input size; at --shape {H} {W}: ' + '; '.join(problems) + '. ' + alt)
+
+
+def choose_exporter(model: nn.Module, shape: Sequence[int], dynamo: Optional[bool]) -> bool:
+    """``dynamo`` if given (checked by :func:`check_exportable`); for None the TorchScript
+    exporter where it can export the model (faster, any torch version), else the dynamo one."""
+    if dynamo is not None:
+        check_exportable(model, shape, dynamo)
+        return dynamo
+    _check_model(model, shape)
+    if not adaptive_pool_problems(model, shape):
+        return False
+    if dynamo_unavailable() is None:
+        return True
+    check_exportable(model, shape, False)  # raises, saying what to do instead
+    return False
+
+
+def export_onnx(model: nn.Module, shape: Sequence[int], out: str, dynamo: bool,
+                dynamic_batch: bool = False, opset: Optional[int] = None,
+                check: bool = True) -> str:
+    """Export ``SegLogits(model, shape)`` to ``out`` (input ``img``, output ``seg_logits``) with
+    the chosen exporter; a dynamic batch axis with ``dynamic_batch``; ``opset`` None = 17 for
+    the TorchScript exporter, the dynamo exporter's default otherwise. :func:`check_exportable`
+    first unless ``check=False`` (already done, e.g. by :func:`choose_exporter`). Returns ``out``.
+    """
+    if check:
+        check_exportable(model, shape, dynamo)
+    H, W = int(shape[0]), int(shape[1])
+    wrapper = SegLogits(model.eval(), (H, W)).eval()
+    # torch.export specialises a batch of 1, so a dynamic batch is traced with 2
+    gen = torch.Generator().manual_seed(0)
+    img = torch.randn(2 if dynamic_batch else 1, 3, H, W, generator=gen)
+    kwargs = dict(input_names=['img'], output_names=['seg_logits'])
+    if dynamo:
+        kwargs.update(dynamo=True, verbose=False)
+        if opset is not None:
+            kwargs['opset_version'] = opset
+        if dynamic_batch:
+            kwargs['dynamic_shapes'] = ({0: torch.export.Dim('batch')}, )
+    else:
+        if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+            kwargs['dynamo'] = False
+        kwargs['opset_version'] = opset or TORCHSCRIPT_OPSET
+        if dynamic_batch:
+            kwargs['dynamic_axes'] = {'img': {0: 'batch'}, 'seg_logits': {0: 'batch'}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # tracer and deprecation warnings
+        try:
+            torch.onnx.export(wrapper, (img, ), out, **kwargs)
+        except Exception as e:  # say which exporter failed and what else to try
+            what = str(e) if len(str(e)) <= 800 else str(e)[:800] + ' [...]'  # graph dumps
+            raise ExportError(f'{exporter_name(dynamo)} failed on {type(model).__name__} at '
+                              f'--shape {H} {W}: {type(e).__name__}: {what}\nTry '
+                              f'{exporter_name(not dynamo)}.') from e
+    return out
+
+
+def verify_onnx(model: nn.Module, path: str, shape: Sequence[int],
+                batch_sizes: Sequence[int] = (1, ), seed: int = 0) -> dict:
+    """Run the ONNX file in onnxruntime (CPU) and PyTorch on the same random inputs.
+
+    Returns ``dict(max_abs_error=..., max_abs_logit=..., argmax_mismatch=...)`` over all
+    ``batch_sizes`` (the fraction of pixels whose argmax differs). Shapes must match.
+    """
+    import onnxruntime as ort
+    H, W = int(shape[0]), int(shape[1])
+    wrapper = SegLogits(model.eval(), (H, W)).eval()
+    sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    gen = torch.Generator().manual_seed(seed)
+    err, scale, mismatch, pixels = 0.0, 0.0, 0, 0
+    for b in batch_sizes:
+        img = torch.randn(b, 3, H, W, generator=gen)
+        with torch.no_grad():
+            ref = wrapper(img)
+        got = torch.from_numpy(sess.run(None, {'img': img.numpy()})[0])
+        if got.shape != ref.shape:
+            raise ExportError(f'onnxruntime returned {tuple(got.shape)} for a batch of {b}, '
+                              f'PyTorch {tuple(ref.shape)}')
+        err = max(err, (got - ref).abs().max().item())
+        scale = max(scale, ref.abs().max().item())
+        mismatch += (got.argmax(1) != ref.argmax(1)).sum().item()
+        pixels += ref[:, 0].numel()
+    return dict(max_abs_error=err, max_abs_logit=scale, argmax_mismatch=mismatch / pixels)
