@@ -106,7 +106,7 @@ def test_resume_of_a_shipped_config_without_seed_is_bit_exact(tmp_path, tool_env
     opts += ['default_hooks.checkpoint.interval=2', 'train_cfg.val_interval=2']
     full = tmp_path / 'full'
     run([sys.executable, train, FCN, '--work-dir', str(full), '--cfg-options', *opts], tool_env)
-    seed = torch.load(full / 'iter_2.pth', map_location='cpu', weights_only=True)['meta']['seed']
+    seed = weights_only_load(full / 'iter_2.pth', map_location='cpu')['meta']['seed']
     resumed = tmp_path / 'resumed'
     out = run([sys.executable, train, FCN, '--work-dir', str(resumed), '--resume',
                '--cfg-options', *opts, f'load_from={full / "iter_2.pth"}'], tool_env)

@@ -27,7 +27,7 @@ for stack in $STACKS; do
   echo "stack $stack: install $(( $(date +%s) - s ))s"
   s=$(date +%s)
   # tools/dist_train.sh and the tests' subprocesses call `python`
-  PATH="$venv/bin:$PATH" python -m pytest tests -q -p no:cacheprovider --durations=15 \
+  PATH="$venv/bin:$PATH" python -m pytest tests -q -rs -p no:cacheprovider --durations=15 \
     --junitxml="$reports/$stack.xml" "$@"
   rc=$?
   echo "stack $stack: test suite $(( $(date +%s) - s ))s, pytest exit $rc"
