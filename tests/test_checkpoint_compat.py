@@ -89,3 +89,21 @@ def test_protocol2_builtin_names_are_mapped(restricted):
     assert restricted_pickle.loads(pickle.dumps(bytearray(b'ab'), protocol=2)) == bytearray(b'ab')
     with pytest.raises(restricted_pickle.RefusedGlobal, match='builtins.eval'):
         restricted_pickle.loads(b'\x80\x02c__builtin__\neval\nX\x01\x00\x00\x001\x85R.')
+
+
+def test_invalid_pickle_stream_is_a_file_error(tmp_path, restricted):
+    """A zip checkpoint whose data.pkl is not a pickle: 'corrupted', not 'unsafe'."""
+    import io
+    import zipfile
+
+    from mmseg_ext.checkpoint import CheckpointFileError
+    buf = io.BytesIO()
+    torch.save({}, buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    path = tmp_path / 'bad.pth'
+    with zipfile.ZipFile(path, 'w') as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            dst.writestr(item, b'\x80\x02\xff garbage' if item.filename.endswith('data.pkl') else data)
+    with pytest.raises(CheckpointFileError, match='bad.pth is not a checkpoint or is corrupted'):
+        safe_load(path)
