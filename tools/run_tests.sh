@@ -5,11 +5,18 @@
 #   MMSEG_EXT_STACKS=current bash tools/run_tests.sh [args]     # one stack: current | classic
 # Stacks (README "Supported versions"): current = torch 2.14.1 in .venv (MMSEG_EXT_VENV),
 # classic = torch 2.1.2 + triton 2.1 in .venv-classic (MMSEG_EXT_CLASSIC_VENV).
+# The suite runs in MMSEG_EXT_TEST_WORKERS pytest-xdist processes (default 2, one per core, one
+# torch thread each; a test file stays in one process); MMSEG_EXT_TEST_WORKERS=0 runs it serially.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 STACKS=${MMSEG_EXT_STACKS:-current classic}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+WORKERS=${MMSEG_EXT_TEST_WORKERS:-2}
+if [ "$WORKERS" = 0 ]; then
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}; parallel=()
+else
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}; parallel=(-n "$WORKERS" --dist loadfile)
+fi
 reports=$(mktemp -d)
 status=0
 t0=$(date +%s)
@@ -28,7 +35,7 @@ for stack in $STACKS; do
   s=$(date +%s)
   # tools/dist_train.sh and the tests' subprocesses call `python`
   PATH="$venv/bin:$PATH" python -m pytest tests -q -rs -p no:cacheprovider --durations=15 \
-    --junitxml="$reports/$stack.xml" "$@"
+    "${parallel[@]}" --junitxml="$reports/$stack.xml" "$@"
   rc=$?
   echo "stack $stack: test suite $(( $(date +%s) - s ))s, pytest exit $rc"
   [ $rc -eq 0 ] || status=1
