@@ -63,7 +63,7 @@ class MapStats:
         y = label.flatten()[valid.flatten()]
         if x.shape[1] == 0:
             return
-        top2 = x.topk(2, dim=0).values if self.k > 1 else torch.cat([x, x])
+        top2 = x.topk(2, dim=0).values  # k >= 2: a binary head is given as two classes
         pred = x.argmax(0)
         self.pixels += x.shape[1]
         self.std += x.std(0, unbiased=False).sum().item()
