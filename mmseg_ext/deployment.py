@@ -27,6 +27,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from .utils.checks import is_int
+
 __all__ = ['ExportError', 'SegLogits', 'build_segmentor', 'dynamo_unavailable',
            'adaptive_pool_problems', 'check_exportable', 'choose_exporter', 'export_onnx',
            'verify_onnx', 'exporter_name']
@@ -112,7 +114,7 @@ def _check_model(model: nn.Module, shape: Sequence[int]) -> Tuple[int, int]:
             f"the config's test_cfg mode is {mode!r}: the exported graph runs whole-image "
             'inference on the --shape input; export with --cfg-options model.test_cfg.mode=whole '
             "(and run sliding windows outside the graph if you need them)")
-    if len(shape) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0
+    if len(shape) != 2 or any(not is_int(s) or s <= 0
                               for s in shape):
         raise ExportError(f'shape must be two positive ints (H, W), e.g. 128 256, got {shape!r}')
     return int(shape[0]), int(shape[1])

@@ -8,6 +8,7 @@ from mmseg.registry import DATASETS
 
 from mmseg_ext.datasets.synthcity import SynthCityConfig
 from mmseg_ext.datasets.synthcity_files import META_FILE, check_files, read_meta
+from mmseg_ext.utils.checks import is_int
 
 GENERATE = 'python tools/dataset_converters/synthcity.py {root}'
 # the generator's default image size (H, W), SynthCityDataset's default image_size
@@ -66,7 +67,7 @@ class SynthCityDataset(CityscapesDataset):
                  image_size: tuple = _SIZE_DEFAULT, **kwargs):
         # **kwargs go to CityscapesDataset / BaseSegDataset, whose signatures reject unknown keys
         if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in image_size)):
+                is_int(v) for v in image_size)):
             raise TypeError(f'SynthCityDataset: image_size must be (height, width) in pixels, as '
                             f'generated, got {image_size!r}')
         self.generator = dict(detail_scale=float(detail_scale),

@@ -10,6 +10,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ...utils.checks import is_int
 from ..utils.batch_norm_check import explain_single_value_batch_norm
 from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion
 from ..utils.head_checks import check_bool, check_int, check_output_mode
@@ -25,7 +26,7 @@ def _check_pool_scales(pool_scales) -> None:
     """PPM output sizes: a non-empty sequence of integers >= 1 (PSPNet: (1, 2, 3, 6))."""
     if isinstance(pool_scales, (str, bytes)) or not isinstance(pool_scales, Sequence) \
             or not pool_scales or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s >= 1
+                is_int(s) and s >= 1
                 for s in pool_scales):
         raise ValueError('GFFHead: pool_scales must be a non-empty sequence of integers >= 1 '
                          '(the PPM pooled sizes, PSPNet: (1, 2, 3, 6)), got '
@@ -133,7 +134,7 @@ class GFFHead(BaseDecodeHead):
         check_bool('GFFHead', 'use_dfp', use_dfp)
         n_in = len(in_channels)
         if align_level is not None and (
-                isinstance(align_level, bool) or not isinstance(align_level, int)
+                not is_int(align_level)
                 or not -n_in <= align_level < n_in):
             raise ValueError(f'GFFHead: align_level must be None (Eq. 5: each level keeps its '
                              f'size) or an integer index into in_channels, -{n_in}..{n_in - 1} '

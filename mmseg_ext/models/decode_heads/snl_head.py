@@ -8,6 +8,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
+from ...utils.checks import is_int
 from ..utils.batch_norm_check import explain_single_value_batch_norm
 from ..utils.head_checks import check_output_mode
 from ..utils.snl_block import SparseNonLocal2d
@@ -94,7 +95,7 @@ class SNLHead(BaseDecodeHead):
                     'in_channels=(c_low, c_high) and in_index=(low, high), e.g. '
                     f'in_channels=(256, 2048), in_index=(0, 3); got in_channels={in_channels!r}, '
                     f'in_index={in_index!r} (or set use_decoder=False)')
-            if isinstance(low_channels, bool) or not isinstance(low_channels, int) \
+            if not is_int(low_channels) \
                     or low_channels <= 0:
                 raise ValueError(f'low_channels must be a positive int (e.g. 48), '
                                  f'got {low_channels!r}')

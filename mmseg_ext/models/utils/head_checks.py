@@ -4,6 +4,8 @@ from typing import Iterable, Optional
 
 import torch.nn as nn
 
+from ...utils.checks import is_int
+
 BINARY_FIX = ("for binary segmentation use num_classes=2, out_channels=1 and "
               "loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)")
 
@@ -11,7 +13,7 @@ BINARY_FIX = ("for binary segmentation use num_classes=2, out_channels=1 and "
 def check_int(owner: str, name: str, value, minimum: int, example: str) -> None:
     """``value`` must be an int >= ``minimum``: a bool (an int subclass in Python), a float or a
     string is refused with a ValueError that says what ``name`` of ``owner`` takes."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f'{owner}: {name} must be an integer >= {minimum} ({example}), got '
                          f'{value!r}')
 

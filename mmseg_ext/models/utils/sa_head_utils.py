@@ -6,6 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ...utils.checks import is_int
+
 INFER_MODES = ('den_sa4', 'sa4', 'mask', 'den')
 MASK_FUSIONS = ('conv', 'mean', 'deep')
 DEN_SA4_SUMS = ('logits', 'probs')
@@ -62,7 +64,7 @@ def check_sa_head_args(kwargs: dict, reduction, pool_ratio, den_num_convs,
     ints += [('min_channels', min_channels, 1)] \
         if min_channels is not None else []
     for name, v, low in ints:
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        if not is_int(v) or v < low:
             raise ValueError(f'{name} must be an int >= {low}, got {v!r}')
     if min_channels is not None and isinstance(sa_groups, int) and \
             sa_groups > 0 and min_channels % sa_groups:

@@ -27,6 +27,8 @@ from mmcv.cnn import ConvModule
 from mmseg.models.utils import resize
 from mmseg.utils import ConfigType
 
+from ...utils.checks import is_int
+
 ATTN_ACTS = ('sigmoid', 'relu')
 POOL_TYPES = ('avg', 'max')
 
@@ -42,8 +44,7 @@ class _MainChannel(nn.Module):
                    kernel_size: int, main_convs: int, conv_cfg, norm_cfg,
                    act_cfg) -> None:
         _check_common(in_channels, out_channels, groups, kernel_size)
-        if isinstance(main_convs, bool) or not isinstance(
-                main_convs, int) or main_convs not in (1, 2):
+        if not is_int(main_convs) or main_convs not in (1, 2):
             raise ValueError(
                 'main_convs must be 1 (one grouped conv) or 2 (grouped conv '
                 f'+ 1x1 conv, as the attention channel), got {main_convs!r}')
@@ -306,10 +307,9 @@ def check_sa_options(pool_ratio, attn_grid, pool_type: str, attn_act: str
         raise ValueError(
             f'give the attention pooling either as pool_ratio ({pool_ratio}) '
             f'or as attn_grid ({attn_grid!r}), not both: set pool_ratio=None')
-    grid = (attn_grid, attn_grid) if isinstance(attn_grid, int) and \
-        not isinstance(attn_grid, bool) else attn_grid
+    grid = (attn_grid, attn_grid) if is_int(attn_grid) else attn_grid
     if not isinstance(grid, (tuple, list)) or len(grid) != 2 or any(
-            isinstance(g, bool) or not isinstance(g, int) or g <= 0
+            not is_int(g) or g <= 0
             for g in grid):
         raise ValueError(
             'attn_grid must be a positive int g (a g x g grid of attention '
@@ -318,7 +318,7 @@ def check_sa_options(pool_ratio, attn_grid, pool_type: str, attn_act: str
 
 
 def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise ValueError(f'{name} must be a positive int, got {value!r}')
 
 

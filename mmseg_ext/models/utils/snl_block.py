@@ -8,6 +8,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ...ops import sparse_nonlocal_attention
+from ...utils.checks import is_int
 from ...ops.sparse_nonlocal import check_backend
 
 __all__ = ['SparseNonLocal2d']
@@ -18,7 +19,7 @@ MAX_KERNEL_SIDE = 15
 
 
 def _int_arg(name: str, value, minimum: int, example: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f'{name} must be an int >= {minimum} (e.g. {example}), '
                          f'got {value!r}')
     return value
@@ -33,7 +34,7 @@ def _kernel_pair(kernel_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
     else:
         kh = kw = kernel_size
     for k in (kh, kw):
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        if not is_int(k) or k <= 0:
             raise ValueError('kernel_size must hold positive ints, e.g. 9 for K=81 or '
                              f'(9, 11) for K=99, got {kernel_size!r}')
     return kh, kw

@@ -9,20 +9,22 @@ from typing import Tuple, Union
 import torch
 from torch import Tensor
 
+from ...utils.checks import is_int
+
 __all__ = ['pair', 'check_inputs', 'sample_coordinates', 'compute_dtype', 'to_rows',
            'offset_rows', 'from_rows']
 
 
 def pair(kernel_size) -> Tuple[int, int]:
     """``kernel_size`` (int or pair of positive ints) as ``(kh, kw)``; ValueError otherwise."""
-    if isinstance(kernel_size, int) and not isinstance(kernel_size, bool):
+    if is_int(kernel_size):
         kh = kw = kernel_size
     elif isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2:
         kh, kw = kernel_size
     else:
         raise ValueError('kernel_size must be an int or a pair (kh, kw) of ints, e.g. 9 or '
                          f'(9, 11), got {kernel_size!r}')
-    if not all(isinstance(k, int) and not isinstance(k, bool) for k in (kh, kw)) \
+    if not all(is_int(k) for k in (kh, kw)) \
             or kh <= 0 or kw <= 0:
         raise ValueError('kernel_size must hold positive ints, e.g. 9 or (9, 11), '
                          f'got {kernel_size!r}')
@@ -32,7 +34,7 @@ def pair(kernel_size) -> Tuple[int, int]:
 def check_inputs(query, key, value, offset, kernel_size, dilation) -> Tuple[int, int]:
     """Validate shapes, dtypes and devices of the op's inputs; returns ``(kh, kw)``."""
     kh, kw = pair(kernel_size)
-    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation <= 0:
+    if not is_int(dilation) or dilation <= 0:
         raise ValueError(f'dilation must be a positive int (e.g. 1), got {dilation!r}')
     for name, t in (('query', query), ('key', key), ('value', value), ('offset', offset)):
         if not isinstance(t, Tensor) or t.dim() != 4:
