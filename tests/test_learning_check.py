@@ -173,10 +173,83 @@ def test_finished_only_matches_runs_by_their_recorded_config(lc, tmp_path, capsy
         ('gff_x.py', 0, 28.9), ('gff_x-align1', 0, 20.0)]
     err = capsys.readouterr().err
     assert "skipped" in err and "gff_x-notag_seed1" in err
-    both = lc.finished_runs(['configs/gff_x.py', 'configs/gffnet/gff_x-slide-ms.py'], [0, 1],
+    # the dumped config is compared with the config as it is now (unchanged here)
+    (tmp_path / 'gff_x-slide-ms.py').write_text('model = dict()\n')
+    both = lc.finished_runs(['configs/gff_x.py', str(tmp_path / 'gff_x-slide-ms.py')], [0, 1],
                             str(tmp_path), None)
     assert [(r['config'], r['seed'], r['miou']) for r in both] == [
         ('gff_x.py', 0, 28.9), ('gff_x-align1', 0, 20.0), ('gff_x-slide-ms.py', 0, 99.0),
         ('gff_x-slide-ms.py', 1, 98.0)]
     text = lc.write_report(both, str(tmp_path), [0, 1], None)
     assert '| gff_x.py | 28.9 |' in text and '| gff_x-slide-ms.py | 98.5 ± 0.7 |' in text
+
+
+_HEAD = ("model = dict(type='EncoderDecoder', decode_head=dict(type='FCNHead', in_channels=8, "
+         "channels=4, num_classes=3{extra}))\n"
+         "train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, val_interval=500)\n"
+         "param_scheduler = [dict(type='PolyLR', end=4000)]\n")
+
+
+def _finished(tmp_path, dumped_extra='', record=None, iters=None):
+    """A finished run of tmp_path/cfg.py in tmp_path/run: result.json, the dumped config."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    res = dict(config='cfg.py', seed=0, iou=_iou(10.0), miou=10.0, seconds=60.0, iters=iters,
+               train_opts=[])
+    if record is not None:
+        res['model_record'] = record
+    (run / 'result.json').write_text(json.dumps(res))
+    (run / 'cfg.py').write_text(_HEAD.format(extra=dumped_extra))
+    return run
+
+
+def test_a_run_of_a_changed_config_is_not_reused(lc, tmp_path):
+    """The dumped config of a finished run is compared with the config as it trains now: a
+    changed model, schedule or optimizer is refused with the first difference, not reported
+    with the old run's numbers."""
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=', num_convs=1'))
+    run = _finished(tmp_path, dumped_extra=', num_convs=2')
+    with pytest.raises(ValueError, match=r'model\.decode_head\.num_convs 2 vs 1.*move that'):
+        lc.run_one(str(config), 0, str(run), None, {}, [])
+    config.write_text(_HEAD.format(extra=', num_convs=2'))
+    assert lc.run_one(str(config), 0, str(run), None, {}, [])['miou'] == 10.0
+    # the --iters a run was trained with are merged into the config before comparing
+    (run / 'result.json').write_text(json.dumps(dict(
+        json.loads((run / 'result.json').read_text()), iters=1000)))
+    with pytest.raises(ValueError, match=r'train_cfg\.max_iters 4000 vs 1000'):
+        lc.run_one(str(config), 0, str(run), 1000, {}, [])
+
+
+def test_a_run_trained_before_a_default_changed_is_not_reused(lc, tmp_path):
+    """result.json's model record holds every default of the code when the run trained, so a
+    changed default of a head (the config text unchanged) is caught too."""
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=''))
+    cfg = lc.config_as_trained(str(config), 0, None, [])
+    now = lc.current_model_record(cfg)
+    assert now['decode_head']['num_convs'] == 2  # FCNHead's default, filled in
+    assert lc.run_one(str(config), 0, str(_finished(tmp_path, record=now)), None, {}, [])
+    then = json.loads(json.dumps(now))
+    then['decode_head']['num_convs'] = 1  # as if FCNHead's default had been 1 when it trained
+    (tmp_path / 'old').mkdir()
+    run = _finished(tmp_path / 'old', record=then)
+    with pytest.raises(ValueError, match=r'model\.decode_head\.num_convs 1 vs 2 \(a default'):
+        lc.run_one(str(config), 0, str(run), None, {}, [])
+
+
+def test_train_one_records_the_model_it_trains(lc, tmp_path, monkeypatch):
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=''))
+    log = 'Iter(train) [4000/4000]  lr: 1\n' + _table(5.0) + 'Iter(val) [1/1]  mIoU: 5.0000\n'
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return argparse.Namespace(returncode=0, stdout=log, stderr='')
+    monkeypatch.setattr(lc.subprocess, 'run', fake_run)
+    res = lc.train_one(str(config), 3, str(tmp_path / 'w'), 1000, {}, ['model.decode_head.num_convs=1'])
+    assert calls[0][-len(lc.train_options(3, 1000, [])) - 1:] == \
+        lc.train_options(3, 1000, ['model.decode_head.num_convs=1'])
+    assert res['model_record']['decode_head']['num_convs'] == 1  # the trained options, merged
+    assert res['model_record']['decode_head']['dropout_ratio'] == 0.1  # BaseDecodeHead's default

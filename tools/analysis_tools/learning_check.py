@@ -10,7 +10,10 @@
 
 Each (config, seed) is trained with ``tools/train.py`` (same schedule for every config unless
 ``--iters`` shortens all of them alike), evaluated on SynthCity val at the end, and the per-class
-table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`` are reused (with the same ``--iters`` only).
+table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`` are reused (with the same ``--iters`` only),
+and only while they are runs of the config as it trains now: a run whose dumped config or recorded
+model (every default of the code filled in) differs is refused with the first difference, so a
+changed config or a changed default of a head is never reported with an old run's numbers.
 ``--cfg-options`` changes the trained model of every config alike (the run is named with ``--tag``);
 ``--test-variants LABEL:KEY=VALUE[,KEY=VALUE]`` also tests each final checkpoint with ``tools/test.py``
 under those options (a test-time switch, no retraining; added to finished runs too).
@@ -116,6 +119,12 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=()):
         if res.get('train_opts', []) != list(train_opts):
             raise ValueError(f'{work_dir} was trained with --cfg-options {res.get("train_opts")}, '
                              f'not {list(train_opts)}: give this variant its own --tag')
+        why = reuse_difference(config, seed, work_dir, iters, train_opts, res)
+        if why:
+            raise ValueError(
+                f'{work_dir} holds a run of another model or schedule than {config} trains now '
+                f'({why}, the run\'s value first): move that directory away to retrain it, or give '
+                'the change its own config (or --cfg-options with a --tag)')
     else:
         res = train_one(config, seed, work_dir, iters, env, train_opts)
     log_file = osp.join(work_dir, 'train.log')
@@ -135,12 +144,75 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=()):
     return res
 
 
-def train_one(config, seed, work_dir, iters, env, train_opts):
+def train_options(seed, iters, train_opts):
+    """The ``--cfg-options`` :func:`train_one` gives ``tools/train.py``."""
     opts = [f'randomness.seed={seed}', 'randomness.deterministic=False']
     if iters:
         opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
                  f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={iters}']
-    opts += list(train_opts)
+    return opts + list(train_opts)
+
+
+def config_as_trained(config, seed, iters, train_opts):
+    """``config`` with the options :func:`train_one` trains it with, as mmengine merges them."""
+    from mmengine.config import Config, DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(parser.parse_args(
+        ['--cfg-options', *train_options(seed, iters, train_opts)]).cfg_options)
+    return cfg
+
+
+def current_model_record(cfg):
+    """:func:`mmseg_ext.utils.config_diff.model_record` of ``cfg.model`` with the code as it is
+    now (the config's ``custom_imports`` imported, mmseg's modules registered)."""
+    import importlib
+
+    from mmseg.utils import register_all_modules
+
+    from mmseg_ext.utils.config_diff import model_record
+    register_all_modules()
+    for name in (cfg.get('custom_imports') or {}).get('imports', []):
+        importlib.import_module(name)
+    return model_record(cfg.model)
+
+
+#: What a reused run must share with the config as it is now (besides the record of the model).
+COMPARED_KEYS = ('model', 'train_cfg', 'optim_wrapper', 'param_scheduler')
+
+
+def reuse_difference(config, seed, work_dir, iters, train_opts, res):
+    """Why the finished run in ``work_dir`` is not a run of ``config`` as it trains now, or None.
+
+    Two records of the run are compared with the config (with :func:`train_options` merged):
+    the config mmengine dumped into the work dir (``model``, ``train_cfg``, ``optim_wrapper``,
+    ``param_scheduler``), and ``result.json``'s ``model_record`` (the model with every default
+    of the code filled in when it trained, :func:`current_model_record`), which also catches a
+    changed default of a head. A run that keeps neither (made by hand, or by a test) is not
+    compared; one trained before records were kept (2026-12-02) is compared by its config only.
+    """
+    from mmengine.config import Config
+
+    from mmseg_ext.utils.config_diff import config_difference, first_difference
+    dumped = osp.join(work_dir, osp.basename(config))
+    if not (osp.isfile(dumped) or 'model_record' in res):
+        return None
+    cfg = config_as_trained(config, seed, iters, train_opts)
+    if osp.isfile(dumped):
+        why = config_difference(Config.fromfile(dumped), cfg, COMPARED_KEYS)
+        if why:
+            return why
+    if 'model_record' in res:
+        why = first_difference(res['model_record'], current_model_record(cfg), 'model')
+        if why:
+            return why + ' (a default of the code changed since it trained)'
+    return None
+
+
+def train_one(config, seed, work_dir, iters, env, train_opts):
+    opts = train_options(seed, iters, train_opts)
+    record = current_model_record(config_as_trained(config, seed, iters, train_opts))
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
            '--cfg-options', *opts]
     start = time.time()
@@ -154,7 +226,8 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
     iou = parse_per_class(log)
     res = dict(config=osp.basename(config), seed=seed, iou=iou,
                miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=time.time() - start,
-               iters=iters, train_opts=list(train_opts), curve=parse_curve(log))
+               iters=iters, train_opts=list(train_opts), curve=parse_curve(log),
+               model_record=record)
     return res
 
 

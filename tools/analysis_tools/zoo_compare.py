@@ -366,53 +366,12 @@ _LOG_TRAIN_ITER = re.compile(r'Iter\(train\)\s*\[\s*(\d+)/(\d+)\]')
 _LOG_CHECKPOINT = re.compile(r'Load checkpoint from (\S+)')
 
 
-def _plain(obj):
-    """A config value as plain data (tuples as lists, ConfigDicts as dicts), for comparing."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + '...'
-
-
-def _first_difference(a, b, path: str = '') -> Optional[str]:
-    """The first key path where ``a`` (a run's) and ``b`` (the asked config's) differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            sub = f'{path}.{k}' if path else k
-            if k not in a or k not in b:
-                return (f'{sub} {"absent" if k not in a else _short(a[k])} vs '
-                        f'{"absent" if k not in b else _short(b[k])}')
-            diff = _first_difference(a[k], b[k], sub)
-            if diff:
-                return diff
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
-            diff = _first_difference(x, y, f'{path}[{i}]')
-            if diff:
-                return diff
-        return None
-    return None if a == b else f'{path} {_short(a)} vs {_short(b)}'
-
-
 def config_difference(run_cfg, cfg) -> Optional[str]:
     """Where the config a run recorded trains another model or schedule than ``cfg`` (None: the
-    same). Compared: ``model`` (SyncBN counted as BN, as tools/train.py switches it on CPU) and
-    ``train_cfg``; the run's value comes first in the message."""
-    from mmseg_ext.utils import revert_sync_bn_cfg
-    for key in ('model', 'train_cfg'):
-        a = revert_sync_bn_cfg(_plain(run_cfg.get(key) or {}))
-        b = revert_sync_bn_cfg(_plain(cfg.get(key) or {}))
-        diff = _first_difference(a, b, key)
-        if diff:
-            return diff
-    return None
+    same): ``model`` and ``train_cfg`` compared by :func:`mmseg_ext.utils.config_diff.config_difference`
+    (SyncBN counted as BN, the run's value first)."""
+    from mmseg_ext.utils.config_diff import config_difference as difference
+    return difference(run_cfg, cfg, ('model', 'train_cfg'))
 
 
 def _read_scalars(path: str):
