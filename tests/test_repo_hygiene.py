@@ -32,3 +32,22 @@ def test_no_merge_conflict_markers():
         found += [f'{osp.relpath(path, REPO)}:{text.count(chr(10), 0, m.start()) + 1}'
                   for m in MARKER.finditer(text)]
     assert not found, f'merge-conflict markers left in: {", ".join(found)}'
+
+
+def test_the_op_package_imports_nothing_outside_itself():
+    """mmseg_ext/ops/sparse_nonlocal is also loaded by path, on its own (benchmark_snl_op.py and the
+    GPU kit, where mmcv is absent): a relative import beyond it, or of mmseg_ext/mmseg/mmcv, breaks
+    those routes (an `is_int` import from mmseg_ext.utils did, 2026-12-02)."""
+    pkg = osp.join(REPO, 'mmseg_ext', 'ops', 'sparse_nonlocal')
+    # relative imports beyond the package anywhere; the mm* packages at module level (the mmcv
+    # backend imports mmcv lazily, inside a try, and falls back when it is absent)
+    outside = re.compile(r'^(\s*from\s+\.\.|from\s+(mmseg_ext|mmseg|mmcv|mmengine)\b|'
+                         r'import\s+(mmseg_ext|mmseg|mmcv|mmengine)\b)', re.M)
+    found = []
+    for root, _, names in os.walk(pkg):
+        for name in names:
+            if name.endswith('.py'):
+                with open(osp.join(root, name), encoding='utf-8') as f:
+                    found += [f'{osp.relpath(osp.join(root, name), REPO)}: {m.group(0).strip()}'
+                              for m in outside.finditer(f.read())]
+    assert not found, f'imports from outside the op package: {found}'

@@ -9,10 +9,15 @@ from typing import Tuple, Union
 import torch
 from torch import Tensor
 
-from ...utils.checks import is_int
-
 __all__ = ['pair', 'check_inputs', 'sample_coordinates', 'compute_dtype', 'to_rows',
            'offset_rows', 'from_rows']
+
+
+def is_int(value) -> bool:
+    """``mmseg_ext.utils.checks.is_int`` (an int, not a bool), repeated here because this package
+    is also loaded on its own, by path, without mmseg_ext (``benchmark_snl_op.py``, the GPU kit):
+    it imports nothing outside itself."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def pair(kernel_size) -> Tuple[int, int]:
