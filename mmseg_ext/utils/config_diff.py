@@ -72,8 +72,9 @@ def _defaults(cls) -> dict:
     """Constructor defaults of ``cls`` and, while a signature passes ``**kwargs`` on, of its bases
     (``SAHead(**kwargs)`` -> ``BaseDecodeHead``); the most derived class wins."""
     out = {}
-    for klass in getattr(cls, '__mro__', (cls, )):
-        init = klass.__dict__.get('__init__') if isinstance(cls, type) else cls
+    # a registered function (a builder) is its own signature; a class, each __init__ of its MRO
+    inits = [k.__dict__.get('__init__') for k in cls.__mro__] if isinstance(cls, type) else [cls]
+    for init in inits:
         if init is None:
             continue
         try:

@@ -8,8 +8,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from ...ops import sparse_nonlocal_attention
-from ...utils.checks import is_int
 from ...ops.sparse_nonlocal import check_backend
+from ...utils.checks import is_int
 
 __all__ = ['SparseNonLocal2d']
 
