@@ -236,6 +236,16 @@ def test_a_run_trained_before_a_default_changed_is_not_reused(lc, tmp_path):
     run = _finished(tmp_path / 'old', record=then)
     with pytest.raises(ValueError, match=r'model\.decode_head\.num_convs 1 vs 2 \(a default'):
         lc.run_one(str(config), 0, str(run), None, {}, [])
+    # a config that pins the old default trains what the run trained: reused (its dumped config
+    # does not name num_convs; the record, with the defaults of its day, is what is compared)
+    (tmp_path / 'pin').mkdir()
+    pinned = tmp_path / 'pin' / 'cfg.py'
+    pinned.write_text(_HEAD.format(extra=', num_convs=1'))
+    assert lc.run_one(str(pinned), 0, str(run), None, {}, [])['miou'] == 10.0
+    # ... while the rest of the dumped config is still compared
+    (run / 'cfg.py').write_text(_HEAD.format(extra='').replace('max_iters=4000', 'max_iters=8000'))
+    with pytest.raises(ValueError, match=r'train_cfg\.max_iters 8000 vs 4000'):
+        lc.run_one(str(pinned), 0, str(run), None, {}, [])
 
 
 def test_train_one_records_the_model_it_trains(lc, tmp_path, monkeypatch):

@@ -129,9 +129,10 @@ def test_se_and_conv_variants_match_their_formulas():
 @pytest.mark.parametrize('img_size', list(SIZES))
 def test_head_output_shapes(img_size):
     head = _head(mask_fusion='conv')
-    pred, mask, den, cat = head(_feats(img_size))
+    pred, mask, den, cat, sa4 = head(_feats(img_size))
     s1, s4 = SIZES[img_size][0], SIZES[img_size][-1]
     assert pred.shape == (2, 5, *s4)
+    assert sa4.shape == (2, 5, *s4)  # Y_SA4, for L_den on the sum (default)
     assert mask.shape == (2, 5, *s1)  # concat at the first selected stage
     assert den.shape == (2, 5, *s4)
     assert cat.shape == (2, 5)
@@ -163,7 +164,7 @@ def test_inference_is_den_plus_sa4():
 
 
 def test_losses_are_separate_and_weighted():
-    head = _head(dropout_ratio=0.0, mask_fusion='conv')
+    head = _head(dropout_ratio=0.0, mask_fusion='conv', den_loss_on='den')
     head.train()
     feats, samples = _feats((33, 65)), _samples((33, 65))
     outs = head(feats)
@@ -205,7 +206,7 @@ def test_fixed_mask_fusions(fusion):
     outs = head(feats)
     maps = _up_maps(head, feats)
     torch.testing.assert_close(outs[1], torch.stack(maps).mean(0))
-    assert len(outs) == (5 if fusion == 'deep' else 4)
+    assert len(outs) == (6 if fusion == 'deep' else 5)  # ..., [Y_SA,] Y_SA4
     losses = head.loss_by_feat(outs, ss)
     label = torch.stack([s.gt_sem_seg.data[0] for s in ss])
 

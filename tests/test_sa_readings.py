@@ -172,8 +172,16 @@ def test_den_loss_on_the_predicted_sum(den_sa4_sum):
     assert head.conv_seg.weight.grad.abs().sum() > 0
 
 
+def test_den_loss_on_defaults_to_the_sum_with_a_dense_branch():
+    """#23: L_den on the predicted Y_den + Y_SA4 unless asked otherwise;
+    without L_den (loss_den=None) there is nothing to place."""
+    assert _head().den_loss_on == 'sum'
+    assert _head(loss_den=None, infer_mode='sa4').den_loss_on == 'den'
+    assert _head(den_loss_on='den').den_loss_on == 'den'
+
+
 def test_den_loss_on_den_does_not_reach_the_sa_blocks():
-    head = _head(dropout_ratio=0.0).train()
+    head = _head(dropout_ratio=0.0, den_loss_on='den').train()
     outs = head(_feats((33, 65)))
     assert len(outs) == 5  # pred, mask, den, cat, Y_SA: no Y_SA4 output
     head.loss_by_feat(outs, _samples((33, 65)))['loss_den'].backward()
@@ -319,7 +327,7 @@ def test_all_readings_together_train_every_parameter():
     (dict(min_channels=7), 'min_channels=7'),
     (dict(den_loss_on='both'), 'den_loss_on'),
     (dict(den_loss_on='sum', loss_den=None, infer_mode='mask'),
-     "den_loss_on='den'"),
+     'leave den_loss_on unset'),
     (dict(infer_mode='sa_4'), 'infer_mode'),
 ])
 def test_bad_reading_values_fail_at_construction(kwargs, words):

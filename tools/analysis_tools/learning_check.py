@@ -189,8 +189,11 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
     the config mmengine dumped into the work dir (``model``, ``train_cfg``, ``optim_wrapper``,
     ``param_scheduler``), and ``result.json``'s ``model_record`` (the model with every default
     of the code filled in when it trained, :func:`current_model_record`), which also catches a
-    changed default of a head. A run that keeps neither (made by hand, or by a test) is not
-    compared; one trained before records were kept (2026-12-02) is compared by its config only.
+    changed default of a head. Where the record is kept, the model is compared by it alone:
+    it is the dumped model with the defaults of its day filled in, so a config that pins the
+    old value of a changed default (``den_loss_on='den'``) still matches the runs trained
+    under it. A run that keeps neither (made by hand, or by a test) is not compared; one
+    trained before records were kept (2026-12-02) is compared by its config only.
     """
     from mmengine.config import Config
 
@@ -200,7 +203,8 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
         return None
     cfg = config_as_trained(config, seed, iters, train_opts)
     if osp.isfile(dumped):
-        why = config_difference(Config.fromfile(dumped), cfg, COMPARED_KEYS)
+        keys = [k for k in COMPARED_KEYS if k != 'model' or 'model_record' not in res]
+        why = config_difference(Config.fromfile(dumped), cfg, keys)
         if why:
             return why
     if 'model_record' in res:

@@ -79,7 +79,8 @@ def check_sa_head_args(kwargs: dict, reduction, pool_ratio, den_num_convs,
     for name, value, allowed in (('mask_fusion', mask_fusion, MASK_FUSIONS),
                                  ('infer_mode', infer_mode, INFER_MODES),
                                  ('den_sa4_sum', den_sa4_sum, DEN_SA4_SUMS),
-                                 ('den_loss_on', den_loss_on, DEN_LOSS_ON)):
+                                 ('den_loss_on', den_loss_on,
+                                  (None, ) + DEN_LOSS_ON)):
         if value not in allowed:
             raise ValueError(f'{name} must be one of {allowed}, got '
                              f'{value!r}')
@@ -87,8 +88,8 @@ def check_sa_head_args(kwargs: dict, reduction, pool_ratio, den_num_convs,
         raise ValueError(
             f"infer_mode={infer_mode!r} needs the dense branch; with "
             "loss_den=None set infer_mode='mask' or 'sa4'")
-    if loss_den is None and den_loss_on != 'den':
+    if loss_den is None and den_loss_on == 'sum':
         raise ValueError(
             f'den_loss_on={den_loss_on!r} puts L_den on Y_den + Y_SA4, but '
-            "loss_den=None removes L_den: set den_loss_on='den' or give "
+            "loss_den=None removes L_den: leave den_loss_on unset or give "
             'loss_den')
