@@ -365,3 +365,38 @@ def test_reading_configs_are_the_benchmark_sanet_plus_their_switches(name):
                                    name + tail)).to_dict()
     base['model']['decode_head'].update(READING_CONFIGS[name])
     assert cfg == base
+
+
+def test_benchmark_sanet_trains_reading_a_by_default():
+    """Since #23 SAHead's defaults are reading (a): the benchmark SANet (no
+    den_loss_on) and sanet-densum (den_loss_on='sum' pinned) build the same
+    head and give the same losses, so sanet-densum's runs are runs of the
+    defaults."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    from test_sa_head import ROOT, _samples
+    tail = '_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py'
+    heads, losses = [], []
+    for name in ('sanet', 'sanet-densum'):
+        cfg = Config.fromfile(osp.join(ROOT, 'configs', 'benchmark', name + tail))
+        head_cfg = cfg.model.decode_head
+        head_cfg.norm_cfg = dict(type='BN', requires_grad=True)  # no SyncBN on CPU
+        torch.manual_seed(0)
+        head = MODELS.build(head_cfg).train()
+        head.init_weights()
+        g = torch.Generator().manual_seed(0)
+        feats = [torch.randn(2, c, 8 * 2 ** max(0, 1 - i), 16 * 2 ** max(0, 1 - i), generator=g)
+                 for i, c in enumerate(head.in_channels)]
+        torch.manual_seed(1)  # dropout
+        losses.append(head.loss_by_feat(head(feats), _samples((33, 65), num_classes=19)))
+        heads.append(head)
+    assert heads[0].den_loss_on == heads[1].den_loss_on == 'sum'
+    sd = [h.state_dict() for h in heads]
+    assert sd[0].keys() == sd[1].keys()
+    for k in sd[0]:
+        torch.testing.assert_close(sd[0][k], sd[1][k], rtol=0, atol=0)
+    assert losses[0].keys() == losses[1].keys()
+    for k in losses[0]:
+        torch.testing.assert_close(losses[0][k], losses[1][k], rtol=0, atol=0)
