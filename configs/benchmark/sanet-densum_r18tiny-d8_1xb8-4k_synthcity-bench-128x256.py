@@ -1,6 +1,8 @@
-# SANet reading (a) of issue #23, to train: L_den on the predicted sum Y_den + Y_SA4 (the "regularized dense
+# SANet reading (a) of issue #23: L_den on the predicted sum Y_den + Y_SA4 (the "regularized dense
 # segmentation prediction", §3.3) instead of on Y_den alone; everything else as the benchmark SANet
-# (sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py). Readings table: configs/sanet/README.md.
+# (sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py). Trained as a reading, pinned here; since
+# 2026-12-02 it is also SAHead's default, so the two configs train the same model. Readings table:
+# configs/sanet/README.md.
 # the bases of the benchmark SANet (sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py), not that config
 # itself: at most three inheritance levels
 _base_ = [

@@ -10,6 +10,7 @@ model = dict(
         norm_cfg=_base_.norm_cfg,
         align_corners=False,
         # L_mask; L_cat (0.2, class-frequency targets) and L_den (0.8) are SAHead's defaults (paper Fig. 4),
-        # as are mask_fusion='deep' and the Y_den + Y_SA4 prediction: configs/sanet/README.md, SynthCity section
+        # as are mask_fusion='deep', the Y_den + Y_SA4 prediction and, since issue #23 (2026-12-02), L_den on
+        # that predicted sum (den_loss_on): configs/sanet/README.md, SynthCity and issue #23 sections
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     auxiliary_head=None)  # SANet has no stage-3 auxiliary head: its dense branch Y_den plays that role

@@ -47,6 +47,9 @@ model = dict(
         mask_fusion='deep',
         infer_mode='den_sa4',  # prediction = Y_den + Y_SA4 (§3.3)
         den_sa4_sum='logits',  # sum of the logit maps (README: 'probs' measured lower)
+        # L_den on that predicted sum, the "regularized dense segmentation prediction" (§3.3): None
+        # is 'sum' with a dense branch (SAHead's default since issue #23; 'den': on Y_den alone)
+        den_loss_on=None,
         dropout_ratio=0.1,  # mmseg default
         num_classes=19,  # set by each dataset config
         norm_cfg=norm_cfg,
