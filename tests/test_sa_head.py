@@ -103,7 +103,8 @@ def test_sa_formula_matches_explicit_float64(pool_type, attn_channels, hw):
     assert m.main.conv.groups == 2 and m.attn[0].conv.groups == 2
     a_hat = _conv_bn(_conv_bn(_pool_by_hand(x, 4, pool_type), m.attn[0], True),
                      m.attn[1], False)  # Eq. 5
-    x_attn = F.interpolate(torch.sigmoid(a_hat), size=hw, mode='bilinear',
+    assert m.attn_act == 'relu'  # the default since #23 (sigma of Eq. 3-4)
+    x_attn = F.interpolate(a_hat.clamp_min(0), size=hw, mode='bilinear',
                            align_corners=False)  # Up(sigma(.))
     expected = x_attn * x_res + x_attn  # Eq. 4
     out = m(x)

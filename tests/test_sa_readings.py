@@ -337,16 +337,18 @@ def test_bad_reading_values_fail_at_construction(kwargs, words):
 
 
 # ------------------------------------------------- benchmark reading configs
-READING_CONFIGS = {
-    'sanet-densum': dict(den_loss_on='sum'),
+READING_CONFIGS = {  # the benchmark SANet is (a)+(b)+(c)+(d1) since #23
+    'sanet-densum': dict(den_loss_on='sum', pool_ratio=None, attn_grid=None,
+                         min_channels=None, attn_act='sigmoid'),
     'sanet-densum-grid8-w64': dict(den_loss_on='sum', pool_ratio=None,
-                                   attn_grid=8, min_channels=64),
+                                   attn_grid=8, min_channels=64,
+                                   attn_act='sigmoid'),
     'sanet-densum-grid8-w64-relu': dict(den_loss_on='sum', pool_ratio=None,
                                         attn_grid=8, min_channels=64,
                                         attn_act='relu'),
     'sanet-densum-grid8-w64-2conv': dict(den_loss_on='sum', pool_ratio=None,
                                          attn_grid=8, min_channels=64,
-                                         main_convs=2),
+                                         attn_act='sigmoid', main_convs=2),
 }
 
 
@@ -367,11 +369,12 @@ def test_reading_configs_are_the_benchmark_sanet_plus_their_switches(name):
     assert cfg == base
 
 
-def test_benchmark_sanet_trains_reading_a_by_default():
-    """Since #23 SAHead's defaults are reading (a): the benchmark SANet (no
-    den_loss_on) and sanet-densum (den_loss_on='sum' pinned) build the same
-    head and give the same losses, so sanet-densum's runs are runs of the
-    defaults."""
+def test_benchmark_sanet_trains_the_chosen_readings_by_default():
+    """Since #23 SAHead's defaults are readings (a) and (d1) and the base model
+    of the r18tiny body sets (b) and (c): the benchmark SANet (no reading
+    switch of its own) and sanet-densum-grid8-w64-relu (all four pinned)
+    build the same head and give the same losses, so the latter's runs are
+    runs of the benchmark SANet."""
     import os.path as osp
 
     from mmengine.config import Config
@@ -379,7 +382,7 @@ def test_benchmark_sanet_trains_reading_a_by_default():
     from test_sa_head import ROOT, _samples
     tail = '_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py'
     heads, losses = [], []
-    for name in ('sanet', 'sanet-densum'):
+    for name in ('sanet', 'sanet-densum-grid8-w64-relu'):
         cfg = Config.fromfile(osp.join(ROOT, 'configs', 'benchmark', name + tail))
         head_cfg = cfg.model.decode_head
         head_cfg.norm_cfg = dict(type='BN', requires_grad=True)  # no SyncBN on CPU
@@ -394,6 +397,10 @@ def test_benchmark_sanet_trains_reading_a_by_default():
         losses.append(head.loss_by_feat(head(feats), _samples((33, 65), num_classes=19)))
         heads.append(head)
     assert heads[0].den_loss_on == heads[1].den_loss_on == 'sum'
+    for head in heads:
+        assert {m.attn_act for m in head.sa_modules} == {'relu'}
+        assert {m.attn_grid for m in head.sa_modules} == {(8, 8)}
+        assert [m.main.conv.out_channels for m in head.sa_modules] == [64] * 4
     sd = [h.state_dict() for h in heads]
     assert sd[0].keys() == sd[1].keys()
     for k in sd[0]:

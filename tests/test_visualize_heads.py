@@ -87,6 +87,10 @@ def test_draw_heatmap_is_invertible():
     st = hm.draw_heatmap(big, 0.5 + 0.25 * bheat, colorbar=False, vrange=(0.5, 0.75))
     np.testing.assert_array_equal(st[16:], hm.draw_heatmap(big, bheat, colorbar=False)[16:])
     assert not np.array_equal(st[:12], hm.draw_heatmap(big, bheat, colorbar=False)[:12])
+    # the range save_head_maps uses: fixed [0, 1] inside it, widened (never clipped) outside
+    assert hm.heat_range(heat) is None and hm.heat_range(heat, stretch=True) == (0.0, heat.max())
+    assert hm.heat_range(np.array([0.2, 3.5])) == (0.0, 3.5)
+    assert hm.heat_range(np.array([-0.5, 0.5])) == (-0.5, 1.0)
 
 
 @pytest.mark.parametrize('idx', [0, 1])
@@ -104,7 +108,7 @@ def test_sa_maps_are_the_heads_attention(models, images, tmp_path, idx):
         np.testing.assert_allclose(maps.raw[i], ref[0, 0].numpy(), rtol=0, atol=1e-6)
         img = _resize_like_mmseg(ref, inp_hw, ori)[0, 0].numpy()
         np.testing.assert_allclose(maps.maps[i], img, rtol=0, atol=1e-5)
-        assert 0 < maps.maps[i].min() and maps.maps[i].max() < 1  # sigmoid
+        assert maps.maps[i].min() >= 0  # ReLU attention (attn_act='relu', the default since #23)
         assert maps.maps[i].std() > 1e-4  # not a constant picture
         for p, (y, x_) in enumerate(POINTS):
             assert maps.values[p, i] == pytest.approx(float(img[y, x_]), abs=1e-5)
@@ -117,15 +121,17 @@ def test_sa_maps_are_the_heads_attention(models, images, tmp_path, idx):
         'x_pred.png', 'x_sa_stage1.png', 'x_sa_stage2.png', 'x_sa_stage3.png',
         'x_sa_stage4.png']
     png = cv2.imread(str(tmp_path / 'x_sa_stage4.png'))[..., ::-1]
+    lo, hi = hm.heat_range(maps.maps[3]) or (0.0, 1.0)  # drawn over [0, 1] or, above 1, wider
     np.testing.assert_array_equal(
         png, hm.draw_heatmap(maps.image, maps.maps[3], points=maps.points,
-                             values=maps.values[:, 3]))
-    # away from the point marks, the picture decodes back to the map
-    heat = _invert_heatmap(png[:, :ori[1]], maps.image)
+                             values=maps.values[:, 3], vrange=hm.heat_range(maps.maps[3])))
+    # away from the point marks (and the range text), the picture decodes back to the map
+    heat = lo + (hi - lo) * _invert_heatmap(png[:, :ori[1]], maps.image)
     far = np.ones(ori, bool)
     for y, x_ in POINTS:
         far[max(0, y - 12):y + 6, max(0, x_ - 6):x_ + 40] = False
-    assert np.abs(heat - maps.maps[3])[far].max() < 0.03
+    far[:16] = False
+    assert np.abs(heat - maps.maps[3])[far].max() < 0.03 * (hi - lo)
 
 
 def test_pred_png_uses_dataset_palette(models, images, tmp_path):

@@ -1,5 +1,6 @@
 # SANet readings (a)+(b)+(c) of issue #23, to train: L_den on Y_den + Y_SA4, the paper's attention grid and SA
-# widths no narrower than the other heads of this body. Readings table: configs/sanet/README.md.
+# widths no narrower than the other heads of this body, with sigmoid attention (pinned: SAHead's default
+# is ReLU since 2026-12-02). Readings table: configs/sanet/README.md.
 # the bases of the benchmark SANet (sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py), not that config
 # itself: at most three inheritance levels
 _base_ = [
@@ -17,4 +18,5 @@ model = dict(
         attn_grid=8,
         # (c): "a fourth" of 16/32/64/128 channels gives 4/8/16/32 (< 19 classes); 64 = the width of the FCN
         # and PSPNet heads of this body (configs/_base_/models/r18tiny-d8_fcn.py), so all four blocks get 64
-        min_channels=64))
+        min_channels=64,
+        attn_act='sigmoid'))  # the gate reading, SAHead's default until (d1) replaced it

@@ -5,7 +5,7 @@ The maps are the heads' own tensors, captured during one ordinary ``model.predic
 of the heads' maths is computed again here:
 
 * :class:`~mmseg_ext.models.decode_heads.SAHead`: ``X_attn`` of every SA block, i.e. the return
-  value of :meth:`SqueezeAttentionModule.attention` (``sigmoid`` then ``Up``), captured by
+  value of :meth:`SqueezeAttentionModule.attention` (``attn_act`` then ``Up``), captured by
   wrapping that method for the duration of the pass. Drawn: its mean over channels.
 * :class:`~mmseg_ext.models.decode_heads.GFFHead`: the gate maps ``G_l`` the head keeps in
   ``head.last_gates`` (mean over channels when ``gate_channels > 1``).
@@ -38,11 +38,11 @@ from mmseg.models.utils import resize
 
 __all__ = [
     'HeadMaps', 'head_kind', 'init_segmentor', 'compute_head_maps', 'draw_heatmap', 'draw_snl',
-    'draw_prediction', 'save_head_maps', 'HEATMAP_ALPHA'
+    'draw_prediction', 'save_head_maps', 'heat_range', 'HEATMAP_ALPHA'
 ]
 
 HEATMAP_ALPHA = 0.6  # weight of the heat map over the image
-HEATMAP_CMAP = 'viridis'  # fixed range [0, 1]: sigmoid attention and gates are in (0, 1)
+HEATMAP_CMAP = 'viridis'  # fixed range [0, 1] (sigmoid attention, gates) unless a map leaves it
 SUPPORTED = ('SAHead', 'GFFHead', 'SNLHead')
 
 
@@ -56,7 +56,8 @@ class HeadMaps:
         pred (SegDataSample): mmseg's prediction (``pred_sem_seg`` at the original size).
         names (list[str]): one name per map (``'stage1'``.., ``'level1'``..).
         raw (list[ndarray]): SA/GFF: the head's maps at their own resolution (channel mean).
-        maps (list[ndarray]): SA/GFF: the same maps at the original image size, float in [0, 1].
+        maps (list[ndarray]): SA/GFF: the same maps at the original image size (gates and
+            sigmoid attention in (0, 1); ReLU attention, ``attn_act='relu'``, in [0, inf)).
         points (ndarray): (P, 2) query points ``(y, x)`` in the original image.
         values (ndarray): SA/GFF: (P, n_maps) ``maps[m][y, x]`` at every point.
         grid, learned (ndarray): SNL: (P, K, 2) sampling locations ``(y, x)`` of each point's
@@ -464,11 +465,23 @@ def draw_prediction(model, image: np.ndarray, pred, scale: int = 1, alpha: float
     return out
 
 
+def heat_range(heat: np.ndarray, stretch: bool = False) -> Optional[Tuple[float, float]]:
+    """The colour range :func:`save_head_maps` draws ``heat`` over: its own ``(min, max)`` with
+    ``stretch``; else None (the fixed [0, 1], so pictures compare) while the map stays inside it,
+    and ``(min(0, lo), max(1, hi))`` once it leaves it (ReLU attention, unbounded above), so
+    nothing is clipped."""
+    lo, hi = float(heat.min()), float(heat.max())
+    if stretch:
+        return lo, hi
+    return None if lo >= 0 and hi <= 1 else (min(0.0, lo), max(1.0, hi))
+
+
 def save_head_maps(model, maps: HeadMaps, out_dir: str, stem: str, scale: int = 1,
                    with_labels: bool = False, stretch: bool = False) -> List[str]:
     """Write ``{stem}_pred.png`` and ``{stem}_{sa|gff}_{name}.png`` (one per map) or
-    ``{stem}_snl.png`` into ``out_dir``; returns the paths. ``stretch``: colour each heat map
-    over its own [min, max] instead of [0, 1] (the range is written on the picture)."""
+    ``{stem}_snl.png`` into ``out_dir``; returns the paths. Each heat map is coloured over
+    :func:`heat_range` (``stretch``: its own [min, max]; a range other than [0, 1] is written
+    on the picture)."""
     mkdir_or_exist(out_dir)
     files = []
 
@@ -482,7 +495,7 @@ def save_head_maps(model, maps: HeadMaps, out_dir: str, stem: str, scale: int = 
         write(draw_snl(maps.image, maps, scale), 'snl')
     else:
         for name, heat, vals in zip(maps.names, maps.maps, maps.values.T):
-            vrange = (float(heat.min()), float(heat.max())) if stretch else None
+            vrange = heat_range(heat, stretch)
             write(draw_heatmap(maps.image, heat, points=maps.points, values=vals, scale=scale,
                                vrange=vrange), f'{maps.kind}_{name}')
     return files

@@ -7,8 +7,8 @@
 Runs the model once per image and writes, per image ``NAME``:
 
 * ``NAME_pred.png``: the prediction over the image (mmseg's SegLocalVisualizer, dataset palette);
-* SAHead: ``NAME_sa_stageI.png``, the sigmoid attention ``X_attn`` of each SA block (mean over
-  channels) over the image, with the value at each ``--points`` point;
+* SAHead: ``NAME_sa_stageI.png``, the attention ``X_attn`` of each SA block (mean over channels)
+  over the image, with the value at each ``--points`` point;
 * GFFHead: ``NAME_gff_levelL.png``, each level's gate map, likewise;
 * SNLHead: ``NAME_snl.png``, for each point the K sampling locations of its query (grey rings:
   initial regular grid; dots: learned = grid + offsets, area proportional to the softmax weight).
@@ -46,7 +46,8 @@ def parse_args(argv=None):
     parser.add_argument('--with-labels', action='store_true',
                         help='write class names on the prediction')
     parser.add_argument('--stretch', action='store_true',
-                        help='colour each heat map over its own [min, max] instead of [0, 1]')
+                        help='colour each heat map over its own [min, max] instead of [0, 1] '
+                        '(a map leaving [0, 1], e.g. ReLU attention, is never clipped)')
     args = parser.parse_args(argv)
     if args.scale < 1:
         parser.error(f'--scale must be an int >= 1, got {args.scale}')

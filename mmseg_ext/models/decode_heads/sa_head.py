@@ -112,9 +112,9 @@ class SAHead(BaseDecodeHead):
             64x64 maps); one of ``pool_ratio`` / ``attn_grid``.
             Default: None.
         pool_type (str): ``'avg'`` (Eq. 5, default) or ``'max'`` (§3.3 text).
-        attn_act (str): ``'sigmoid'`` (default) or ``'relu'`` (``sigma`` of
-            Eq. 4 in the paper's notation); see
-            :class:`SqueezeAttentionModule`.
+        attn_act (str): ``'relu'`` (default since #23: ``sigma`` of Eq. 4 in
+            the paper's notation) or ``'sigmoid'`` (a gate, the default
+            before); see :class:`SqueezeAttentionModule`.
         main_convs (int): Convs of the SA main channel, 1 (default) or 2.
         min_channels (int, optional): Floor of the SA block width; None: no
             floor. Default: None.
@@ -147,7 +147,7 @@ class SAHead(BaseDecodeHead):
                  pool_ratio: Optional[int] = None,
                  attn_grid: Union[int, Tuple[int, int], None] = None,
                  pool_type: str = 'avg',
-                 attn_act: str = 'sigmoid',
+                 attn_act: str = 'relu',
                  main_convs: int = 1,
                  min_channels: Optional[int] = None,
                  sa_groups: int = 2,
