@@ -251,6 +251,30 @@ def test_torchscript_exporter_refuses_pspnet_up_front(deployment, tmp_path):
     assert not deployment.adaptive_pool_problems(model, (96, 144))
 
 
+def test_torchscript_exporter_refuses_sanet_grid_pooling_up_front(deployment, tmp_path):
+    """The quickstart SANet pools its attention to an 8x8 grid (attn_grid=8, a GridAvgPool2d
+    module): at a shape whose stage maps 8 does not divide, the check names every SA block
+    before the exporter runs, the exporter itself would fail there, and the suggested shape
+    (and the dynamo exporter, where available) exports."""
+    model = build('sanet')
+    shape = (72, 136)  # stage maps 18x34 (stage 1) and 9x17
+    with pytest.raises(deployment.ExportError) as err:
+        deployment.choose_exporter(model, shape, False)
+    msg = str(err.value)
+    for part in ('decode_head.sa_modules.0.grid_pool (GridAvgPool2d): 18x34 -> 8x8',
+                 'decode_head.sa_modules.3.grid_pool (GridAvgPool2d): 9x17 -> 8x8',
+                 '--shape 192 192'):
+        assert part in msg, msg
+    with pytest.raises(deployment.ExportError, match='(?s)TorchScript exporter.*failed'):
+        deployment.export_onnx(model, shape, str(tmp_path / 's.onnx'), False, check=False)
+    assert not deployment.adaptive_pool_problems(model, (192, 192))
+    if deployment.dynamo_unavailable() is None:
+        assert deployment.choose_exporter(model, shape, None) is True
+        path = deployment.export_onnx(model, shape, str(tmp_path / 'd.onnx'), True)
+        res = deployment.verify_onnx(model, path, shape, (1, ))
+        assert res['max_abs_error'] <= ATOL, res
+
+
 def test_clear_errors(deployment, monkeypatch):
     model = build('fcn')
     monkeypatch.setattr(deployment, 'dynamo_unavailable',

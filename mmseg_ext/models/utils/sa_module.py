@@ -29,6 +29,26 @@ from mmseg.utils import ConfigType
 
 from ...utils.checks import is_int
 
+
+class GridAvgPool2d(nn.AdaptiveAvgPool2d):
+    """Adaptive average pooling to a grid of ``min(gh, H) x min(gw, W)`` cells
+    (``attn_grid``): a map smaller than the grid is not upsampled. A module (not a
+    functional call) so that tools that inspect adaptive poolings, e.g. the ONNX
+    exporter's check (``mmseg_ext.deployment.adaptive_pool_problems``), see it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gh, gw = self.output_size
+        return F.adaptive_avg_pool2d(x, (min(gh, x.shape[-2]), min(gw, x.shape[-1])))
+
+
+class GridMaxPool2d(nn.AdaptiveMaxPool2d):
+    """Adaptive max pooling to ``min(gh, H) x min(gw, W)`` cells, as
+    :class:`GridAvgPool2d`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gh, gw = self.output_size
+        return F.adaptive_max_pool2d(x, (min(gh, x.shape[-2]), min(gw, x.shape[-1])))
+
 ATTN_ACTS = ('sigmoid', 'relu')
 POOL_TYPES = ('avg', 'max')
 
@@ -156,6 +176,9 @@ class SqueezeAttentionModule(_MainChannel):
                 f'({groups}); e.g. attn_channels={groups * 2}')
         self.pool_type = pool_type
         self.attn_act = attn_act
+        # the attn_grid pooling as a module (no parameters: checkpoint keys unchanged)
+        self.grid_pool = None if self.attn_grid is None else (
+            GridAvgPool2d if pool_type == 'avg' else GridMaxPool2d)(self.attn_grid)
         self.align_corners = align_corners
         cfgs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         self.attn = nn.Sequential(
@@ -166,12 +189,8 @@ class SqueezeAttentionModule(_MainChannel):
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Not-fully-squeezed pooling ``APool`` of Eq. 5."""
-        if self.attn_grid is not None:
-            size = (min(self.attn_grid[0], x.shape[2]),
-                    min(self.attn_grid[1], x.shape[3]))
-            if self.pool_type == 'avg':
-                return F.adaptive_avg_pool2d(x, size)
-            return F.adaptive_max_pool2d(x, size)
+        if self.grid_pool is not None:
+            return self.grid_pool(x)
         r = self.pool_ratio
         if self.pool_type == 'avg':
             return F.avg_pool2d(x, r, r, ceil_mode=True)
