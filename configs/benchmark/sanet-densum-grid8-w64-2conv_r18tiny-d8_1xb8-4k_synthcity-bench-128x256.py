@@ -16,5 +16,5 @@ model = dict(
         pool_ratio=None,  # (b): an 8x8 attention grid at every stage
         attn_grid=8,
         min_channels=64,  # (c): SA blocks as wide as the FCN/PSPNet heads of this body
-        attn_act='sigmoid',  # as (a)+(b)+(c) was trained (SAHead's default is ReLU since 2026-12-02)
+        attn_act='sigmoid',  # as (a)+(b)+(c) was trained (SAHead's default is ReLU since 2026-12-03)
         main_convs=2))  # (d2)

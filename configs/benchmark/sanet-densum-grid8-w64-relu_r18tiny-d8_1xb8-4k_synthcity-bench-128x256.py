@@ -2,7 +2,7 @@
 # explain the numbers): X_attn = Up(ReLU(X^_attn)), Eq. 4 read with the paper's own notation (Eq. 3: sigma is the
 # ReLU, Phi the sigmoid). If (a) alone beats (a)+(b)+(c), train this switch on top of sanet-densum_... instead
 # (learning_check.py --cfg-options model.decode_head.attn_act=relu --tag relu). Chosen on three seeds: since
-# 2026-12-02 this is the model of the benchmark SANet (sanet_...py: SAHead's defaults + the base model).
+# 2026-12-03 this is the model of the benchmark SANet (sanet_...py: SAHead's defaults + the base model).
 # the bases of the benchmark SANet (sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py), not that config
 # itself: at most three inheritance levels
 _base_ = [

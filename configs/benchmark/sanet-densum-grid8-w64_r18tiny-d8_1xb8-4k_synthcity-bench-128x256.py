@@ -1,6 +1,6 @@
 # SANet readings (a)+(b)+(c) of issue #23, to train: L_den on Y_den + Y_SA4, the paper's attention grid and SA
 # widths no narrower than the other heads of this body, with sigmoid attention (pinned: SAHead's default
-# is ReLU since 2026-12-02). Readings table: configs/sanet/README.md.
+# is ReLU since 2026-12-03). Readings table: configs/sanet/README.md.
 # the bases of the benchmark SANet (sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py), not that config
 # itself: at most three inheritance levels
 _base_ = [

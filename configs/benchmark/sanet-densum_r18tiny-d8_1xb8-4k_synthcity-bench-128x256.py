@@ -1,7 +1,7 @@
 # SANet reading (a) of issue #23: L_den on the predicted sum Y_den + Y_SA4 (the "regularized dense
 # segmentation prediction", §3.3) instead of on Y_den alone; everything else as the benchmark SANet
 # before issue #23: pool_ratio=8, SA blocks of a fourth of the stage widths, sigmoid attention (all pinned
-# here, as the model these runs trained; since 2026-12-02 the base model and SAHead's defaults are (b), (c)
+# here, as the model these runs trained; since 2026-12-03 the base model and SAHead's defaults are (b), (c)
 # and (d1)). Readings table: configs/sanet/README.md.
 # the bases of the benchmark SANet (sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py), not that config
 # itself: at most three inheritance levels

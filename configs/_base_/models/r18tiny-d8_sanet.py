@@ -19,8 +19,8 @@ model = dict(
         # for 21-60 classes); 64 = the width of the FCN and PSPNet heads of this body (r18tiny-d8_fcn.py)
         min_channels=64,
         # L_mask; L_cat (0.2, class-frequency targets) and L_den (0.8) are SAHead's defaults (paper Fig. 4),
-        # as are mask_fusion='deep', the Y_den + Y_SA4 prediction and, since issue #23 (2026-12-02), L_den on
-        # that predicted sum (den_loss_on) and ReLU attention (attn_act): configs/sanet/README.md, SynthCity
-        # and issue #23 sections
+        # as are mask_fusion='deep', the Y_den + Y_SA4 prediction and, since issue #23, L_den on that
+        # predicted sum (den_loss_on, 2026-12-02) and ReLU attention (attn_act, 2026-12-03):
+        # configs/sanet/README.md, SynthCity and issue #23 sections
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     auxiliary_head=None)  # SANet has no stage-3 auxiliary head: its dense branch Y_den plays that role
