@@ -234,7 +234,7 @@ def test_sa_block_readings_match_explicit_float64(attn_act, main_convs, grid,
         main_convs=main_convs).double()
     _randomize_bn(m)
     m.eval()
-    x = torch.randn(2, 12, *hw, dtype=torch.float64)
+    x = torch.randn(2, 12, *hw, dtype=torch.float64, requires_grad=True)
     x_res = _conv_bn(x, m.main, act=True)
     if main_convs == 2:
         assert m.main2.conv.groups == 1 and m.main2.conv.kernel_size == (1, 1)
@@ -249,9 +249,15 @@ def test_sa_block_readings_match_explicit_float64(attn_act, main_convs, grid,
     a_hat = _conv_bn(_conv_bn(pooled, m.attn[0], True), m.attn[1], False)
     a = torch.sigmoid(a_hat) if attn_act == 'sigmoid' else a_hat.clamp_min(0)
     x_attn = F.interpolate(a, size=hw, mode='bilinear', align_corners=False)
-    out = m(x)
-    torch.testing.assert_close(out, x_attn * x_res + x_attn, rtol=1e-12,
-                               atol=1e-12)
+    out, ref = m(x), x_attn * x_res + x_attn
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    # gradients through the pooling (grid or ratio), the activation and both
+    # channels: to the input and to the first conv of each channel
+    w = torch.randn_like(ref)
+    wrt = (x, m.main.conv.weight, m.attn[0].conv.weight)
+    for g, g_ref in zip(torch.autograd.grad((out * w).sum(), wrt),
+                        torch.autograd.grad((ref * w).sum(), wrt)):
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
 
 
 def test_paper_grid_on_the_benchmark_stage4_map():

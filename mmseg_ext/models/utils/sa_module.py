@@ -30,15 +30,19 @@ from mmseg.utils import ConfigType
 from ...utils.checks import is_int
 
 
+def _grid_cells(grid: Tuple[int, int], x: torch.Tensor) -> Tuple[int, int]:
+    """``min(gh, H) x min(gw, W)``: a map smaller than the grid is not upsampled."""
+    return min(grid[0], x.shape[-2]), min(grid[1], x.shape[-1])
+
+
 class GridAvgPool2d(nn.AdaptiveAvgPool2d):
     """Adaptive average pooling to a grid of ``min(gh, H) x min(gw, W)`` cells
-    (``attn_grid``): a map smaller than the grid is not upsampled. A module (not a
-    functional call) so that tools that inspect adaptive poolings, e.g. the ONNX
-    exporter's check (``mmseg_ext.deployment.adaptive_pool_problems``), see it."""
+    (``attn_grid``). A module (not a functional call) so that tools that inspect
+    adaptive poolings, e.g. the ONNX exporter's check
+    (``mmseg_ext.deployment.adaptive_pool_problems``), see it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gh, gw = self.output_size
-        return F.adaptive_avg_pool2d(x, (min(gh, x.shape[-2]), min(gw, x.shape[-1])))
+        return F.adaptive_avg_pool2d(x, _grid_cells(self.output_size, x))
 
 
 class GridMaxPool2d(nn.AdaptiveMaxPool2d):
@@ -46,8 +50,8 @@ class GridMaxPool2d(nn.AdaptiveMaxPool2d):
     :class:`GridAvgPool2d`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gh, gw = self.output_size
-        return F.adaptive_max_pool2d(x, (min(gh, x.shape[-2]), min(gw, x.shape[-1])))
+        return F.adaptive_max_pool2d(x, _grid_cells(self.output_size, x))
+
 
 ATTN_ACTS = ('sigmoid', 'relu')
 POOL_TYPES = ('avg', 'max')
