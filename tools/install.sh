@@ -40,9 +40,18 @@ VENV=${MMSEG_EXT_VENV:-$DEFAULT_VENV}
 CACHE=${MMSEG_EXT_CACHE:-$HOME/.cache/mmseg_ext}
 MMCV_V=2.1.0
 FORCE_CUDA=${FORCE_CUDA:-0}
-JOBS=${MAX_JOBS:-$(nproc)}
+# The compile's job count comes from the machine, not from the caller's thread settings: `nproc`
+# honours OMP_NUM_THREADS / OMP_THREAD_LIMIT, which tools/run_tests.sh sets to 1 for its test
+# workers, and would then compile mmcv with one job (issue #35). MAX_JOBS overrides.
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+JOBS=${MAX_JOBS:-$CPUS}
+case "$JOBS" in ''|*[!0-9]*|0) echo "MAX_JOBS must be a positive integer, got '$JOBS'" >&2; exit 2 ;; esac
 
 log() { printf '[install %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+log "compile plan: $JOBS jobs for mmcv's ops ($CPUS CPUs on this machine${MAX_JOBS:+, MAX_JOBS=$MAX_JOBS}; OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset} does not limit it)"
+# `--plan`: print the plan above and stop (nothing installed)
+[ "${1:-}" = --plan ] && exit 0
+[ $# -eq 0 ] || { echo "usage: bash tools/install.sh [--plan]  (got: $*)" >&2; exit 2; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"
