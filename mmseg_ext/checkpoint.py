@@ -36,6 +36,8 @@ zip checkpoint (set ``MMSEG_EXT_CHECK_CRC=0`` to skip that check).
 from __future__ import annotations
 
 import codecs
+import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -43,6 +45,7 @@ import os.path as osp
 import pickle
 import re
 import sys
+import tarfile
 import zipfile
 from tempfile import TemporaryDirectory
 from urllib.parse import urlparse
@@ -70,14 +73,47 @@ def restricted_getattr(obj, name, *default):
         f'HistoryBuffer statistics methods {sorted(_statistics_names())} are allowed.')
 
 
+def check_history_buffer_state(state) -> None:
+    """Refuse a pickled ``HistoryBuffer`` state other than the one mmengine writes: the buffer's
+    two 1-D numeric arrays, ``max_length`` and its statistics methods, each the method already
+    registered under that name (``HistoryBuffer.__setstate__`` merges them into the class-wide
+    registry, so any other value would change every buffer of the process)."""
+    from .restricted_pickle import RefusedPickle
+    keys = {'max_length', '_log_history', '_count_history', 'statistics_methods'}
+    if not (isinstance(state, dict) and set(state) <= keys
+            and {'_log_history', '_count_history'} <= set(state)):
+        raise RefusedPickle(f'a HistoryBuffer is given state {sorted(state) if isinstance(state, dict) else type(state).__name__}; '
+                            f'mmengine writes {sorted(keys)}')
+    max_length = state.get('max_length', 1)
+    arrays = state['_log_history'], state['_count_history']
+    if not (isinstance(max_length, int) and not isinstance(max_length, bool) and max_length > 0
+            and all(type(a) is np.ndarray and a.ndim == 1 and not a.dtype.hasobject
+                    for a in arrays) and len(arrays[0]) == len(arrays[1])):
+        raise RefusedPickle('a HistoryBuffer is given a malformed history or max_length')
+    methods = state.get('statistics_methods', {})
+    if not isinstance(methods, dict) or any(
+            HistoryBuffer._statistics_methods.get(k, _DEFAULT_METHOD) is not v
+            for k, v in methods.items()):
+        raise RefusedPickle('a HistoryBuffer would replace the statistics methods registered for '
+                            'every HistoryBuffer of the process')
+
+
+_DEFAULT_METHOD = object()
+
+
+def numpy_multiarray():
+    """numpy's ``multiarray`` module and the name numpy pickles it under (numpy 2 names its core
+    ``numpy._core``)."""
+    if int(np.__version__.split('.')[0]) >= 2:
+        from numpy._core import multiarray
+        return multiarray, 'numpy._core.multiarray'
+    from numpy.core import multiarray
+    return multiarray, 'numpy.core.multiarray'
+
+
 def _numpy_globals() -> list:
     """numpy objects under the module paths that numpy 1.x and 2.x pickle them with."""
-    if int(np.__version__.split('.')[0]) >= 2:  # numpy 2 names its core ``numpy._core``
-        from numpy._core import multiarray as _multiarray
-        core = 'numpy._core.multiarray'
-    else:
-        from numpy.core import multiarray as _multiarray
-        core = 'numpy.core.multiarray'
+    _multiarray, core = numpy_multiarray()
     entries = [
         np.ndarray,
         np.dtype,
@@ -150,27 +186,155 @@ def restricted_allowlist() -> dict:
 
 
 def register_safe_globals() -> None:
-    """Allow-list :data:`SAFE_GLOBALS` for :func:`safe_load` (idempotent): in torch's weights-only
-    unpickler on torch >= 2.6, in :mod:`mmseg_ext.restricted_pickle` before that."""
-    if NATIVE_ALLOWLIST:
-        torch.serialization.add_safe_globals(SAFE_GLOBALS)
-        return
+    """Allow-list :data:`SAFE_GLOBALS` for :func:`safe_load` (idempotent): in
+    :mod:`mmseg_ext.restricted_pickle` on every torch (its scan checks every checkpoint, and it
+    unpickles them on torch < 2.6), and in torch's weights-only unpickler on torch >= 2.6."""
     from . import restricted_pickle
     restricted_pickle.ALLOWED.clear()
     restricted_pickle.ALLOWED.update(restricted_allowlist())
+    restricted_pickle.NEW_CLASSES.clear()
+    restricted_pickle.NEW_CLASSES[HistoryBuffer] = check_history_buffer_state
+    if NATIVE_ALLOWLIST:
+        torch.serialization.add_safe_globals(SAFE_GLOBALS)
+
+
+@contextlib.contextmanager
+def _opened(source):
+    """``source`` as a binary file object, opened once (a path) or as given (left where it was
+    found): the checks and the load read the same file even if the path is replaced meanwhile."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, 'rb') as f:
+            yield f
+        return
+    pos = source.tell()
+    try:
+        yield source
+    finally:
+        source.seek(pos)
 
 
 def weights_only_load(source, map_location=None):
-    """Unpickle ``source`` allowing only torch's tensor globals and :data:`SAFE_GLOBALS`:
+    """Unpickle ``source`` allowing only what a checkpoint needs: :func:`check_structure` (the
+    restricted interpreter over the whole pickle, every storage against its record) first, then
     ``torch.load(weights_only=True)`` on torch >= 2.6, ``torch.load`` with
-    :mod:`mmseg_ext.restricted_pickle` as its ``pickle_module`` before (no file checks; use
-    :func:`safe_load`)."""
-    if NATIVE_ALLOWLIST:
-        return torch.load(source, map_location=map_location, weights_only=True)
-    from . import restricted_pickle
-    # weights_only=True cannot take a pickle_module; the restricted module is the allow-list here
-    return torch.load(source, map_location=map_location, pickle_module=restricted_pickle,
-                      weights_only=False)
+    :mod:`mmseg_ext.restricted_pickle` as its ``pickle_module`` before. Refusals raise
+    :class:`~mmseg_ext.restricted_pickle.RefusedPickle` (a ``pickle.UnpicklingError``); use
+    :func:`safe_load` for messages that name the file."""
+    with _opened(source) as f:
+        start = f.tell()
+        check_structure(f, _source_name(source))
+        f.seek(start)
+        if NATIVE_ALLOWLIST:
+            return torch.load(f, map_location=map_location, weights_only=True)
+        from . import restricted_pickle
+        # weights_only=True cannot take a pickle_module; the restricted interpreter is the
+        # allow-list here
+        return torch.load(f, map_location=map_location, pickle_module=restricted_pickle,
+                          weights_only=False)
+
+
+# --------------------------------------------------------------------------------------------
+# The structure of a checkpoint, checked before torch reads it: the pickle through the restricted
+# interpreter, every storage against the bytes that hold it.
+# --------------------------------------------------------------------------------------------
+
+def _refuse_tar(f) -> None:
+    """torch's pre-1.0 tar format is refused up front: torch opens its members (a FIFO hangs
+    the process) before any check."""
+    from .restricted_pickle import RefusedPickle
+    start = f.tell()
+    block = f.read(tarfile.BLOCKSIZE)
+    f.seek(start)
+    if len(block) < tarfile.BLOCKSIZE:
+        return
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, 'surrogateescape')
+    except tarfile.TarError:
+        return
+    raise RefusedPickle('it is a tar archive (torch\'s pre-1.0 checkpoint format), which torch '
+                        'unpacks before anything can be checked; load it with the torch that '
+                        'wrote it and save it again with torch.save')
+
+
+def _scan_zip(f, name: str) -> None:
+    from .restricted_pickle import RefusedPickle, scan
+    with zipfile.ZipFile(f) as zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise RefusedPickle('two records of the zip share a name (readers disagree on which '
+                                'one is read)')
+        packed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED]
+        if packed:
+            raise RefusedPickle(f'records {packed[:3]} are compressed; torch.save stores them '
+                                'as they are')
+        prefix = names[0].split('/', 1)[0] if names else ''
+        pkl = f'{prefix}/data.pkl'
+        if pkl not in names:  # torch reads data.pkl in the first record's folder
+            raise RefusedPickle(f'its first record {names[:1]} is not beside {pkl}')
+        sizes = {i.filename: i.file_size for i in infos}
+
+        def check(key, nbytes, dtype):
+            record = f'{prefix}/data/{key}'
+            if record not in sizes:
+                raise RefusedPickle(f'tensor storage {key!r} has no record {record}')
+            if sizes[record] != nbytes:
+                raise RefusedPickle(
+                    f'tensor storage {key!r} declares {nbytes} bytes ({dtype}) but its record '
+                    f'{record} holds {sizes[record]}: reading it would read memory outside the '
+                    'file')
+
+        scan(io.BytesIO(zf.read(pkl)), check)
+
+
+def _scan_legacy(f, name: str) -> None:
+    """torch's legacy format: magic number, protocol, system info, the object pickle, the
+    storage keys, then each storage as an int64 element count and its bytes."""
+    from .restricted_pickle import MalformedPickle, RefusedPickle, scan
+    from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+    start = f.tell()
+    end = f.seek(0, io.SEEK_END)
+    f.seek(start)
+    if scan(f)[0] != MAGIC_NUMBER or scan(f)[0] != PROTOCOL_VERSION:
+        raise MalformedPickle('it starts as a pickle but not as a torch checkpoint (magic number '
+                              'or protocol)')
+    scan(f)  # system info: byte order, sizes of short/int/long
+    _, storages = scan(f)
+    keys = scan(f)[0]
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+            and len(set(keys)) == len(keys) and set(keys) == set(storages)):
+        raise RefusedPickle('its list of storages does not match the storages its tensors use')
+    for key in keys:
+        stub = storages[key]
+        nbytes = stub.numel * torch._utils._element_size(stub.dtype)
+        head = f.read(8)
+        if len(head) < 8 or f.tell() + nbytes > end:
+            raise MalformedPickle(f'it ends inside the data of storage {key!r}')
+        count = int.from_bytes(head, 'little', signed=True)
+        if count != stub.numel:
+            raise RefusedPickle(f'storage {key!r} declares {stub.numel} elements but its data '
+                                f'holds {count}')
+        f.seek(nbytes, io.SEEK_CUR)
+
+
+def check_structure(source, name: str | None = None) -> None:
+    """Run the restricted interpreter of :mod:`mmseg_ext.restricted_pickle` over the whole
+    checkpoint without reading tensor data (every global, call and state it asks for; every
+    tensor inside its storage; every storage the size of its record), and refuse torch's tar
+    format. Raises ``RefusedPickle`` (unsafe) or ``MalformedPickle`` (not a valid pickle)."""
+    from .restricted_pickle import MalformedPickle
+    name = name or _source_name(source)
+    with _opened(source) as f:
+        _refuse_tar(f)
+        head = f.read(4)
+        f.seek(-len(head), io.SEEK_CUR)
+        if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+            _scan_zip(f, name)
+        elif head[:1] == b'\x80':
+            _scan_legacy(f, name)
+        else:
+            raise MalformedPickle(f'{name} is neither a torch zip checkpoint nor a legacy torch '
+                                  'pickle')
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +447,8 @@ def verify_checkpoint(source, name: str | None = None, check_crc: bool | None = 
     """
     name = name or _source_name(source)
     check_crc = crc_check_enabled() if check_crc is None else check_crc
+    with _opened(source) as f:
+        _refuse_tar(f)
     head = _read_head(source)
     if not head:
         raise CheckpointFileError(
@@ -311,31 +477,44 @@ def _refusal_detail(err: Exception) -> str:
     return ' '.join(keep) or 'a global outside the allow-list'
 
 
+def _unsafe(name: str, detail: str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f'{name} was refused as unsafe by the weights-only loader ({detail}). mmengine/mmseg '
+        'checkpoints need only tensors, containers, numbers, strings, numpy arrays and the '
+        'globals allow-listed in mmseg_ext/checkpoint.py; this file asks for more, which can run '
+        'code or change the process. Nothing of it was executed. Use checkpoints from a source '
+        'you trust, saved by mmengine/torch.save.')
+
+
 def safe_load(source, map_location=None, name: str | None = None,
               check_crc: bool | None = None):
-    """``torch.load(source, weights_only=True)`` after :func:`verify_checkpoint`, with errors that
-    name the file and say what it is; the only way mmseg_ext's loaders unpickle a checkpoint."""
+    """:func:`verify_checkpoint`, then :func:`weights_only_load`, on the file opened once, with
+    errors that name the file and say what it is; the only way mmseg_ext's loaders unpickle a
+    checkpoint. Anything the restricted interpreter refuses raises
+    :class:`UnsafeCheckpointError`; a file that is truncated, corrupted or not a checkpoint
+    raises :class:`CheckpointFileError`."""
+    from .restricted_pickle import MalformedPickle, RefusedPickle
     name = name or _source_name(source)
-    verify_checkpoint(source, name, check_crc)
     try:
-        return weights_only_load(source, map_location=map_location)
-    except pickle.UnpicklingError as err:
-        detail = _refusal_detail(err)
-        if detail.startswith('Unsupported operand') or not (
-                NATIVE_ALLOWLIST or detail.startswith(('Unsupported global', 'mmseg_ext refuses'))):
-            raise CheckpointFileError(
-                f'{name} is not a checkpoint or is corrupted: its pickle stream is invalid '
-                f'({detail}). Copy or download the checkpoint again.') from None
-        raise UnsafeCheckpointError(
-            f'{name} was refused by the weights-only loader ({detail}). mmengine/mmseg '
-            'checkpoints need only tensors, containers, numbers, strings, numpy arrays and the '
-            'globals allow-listed in mmseg_ext/checkpoint.py; this file asks for more, which can '
-            'run code. Nothing of it was executed. Use checkpoints from a source you trust, saved '
-            'by mmengine/torch.save.') from None
+        with _opened(source) as f:
+            verify_checkpoint(f, name, check_crc)
+            return weights_only_load(f, map_location=map_location)
+    except CheckpointFileError:
+        raise
+    except RefusedPickle as err:
+        raise _unsafe(name, str(err)) from None
+    except MalformedPickle as err:
+        raise CheckpointFileError(
+            f'{name} is not a checkpoint or is corrupted: its pickle stream is invalid '
+            f'({err}). Copy or download the checkpoint again.') from None
+    except pickle.UnpicklingError as err:  # torch's own weights-only unpickler (torch >= 2.6)
+        raise _unsafe(name, _refusal_detail(err)) from None
     except EOFError:
         raise CheckpointFileError(
             f'{name} is truncated: its data ends before the checkpoint does. Copy or download the '
             'checkpoint again.') from None
+    except (RuntimeError, ValueError) as err:  # torch reading records the checks let through
+        raise CheckpointFileError(f'{name} could not be loaded: {_refusal_detail(err)}') from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,12 +530,15 @@ def _is_legacy_hub_zip(path: str) -> bool:
         return len(infos) == 1 and not infos[0].is_dir() and _describe_zip(zf) is not None
 
 
-def _extract_legacy_hub_zip(path: str, model_dir: str) -> str:
-    """Extract the one file of a legacy hub zip into ``model_dir`` (after its CRC-32 check)."""
+def _extract_legacy_hub_zip(path: str) -> str:
+    """Extract the one file of a legacy hub zip (after its CRC-32 check) into ``extracted/``
+    beside it: that folder belongs to this URL alone (:func:`hub_cache_path`), so the member can
+    replace no other URL's checkpoint, nor the zip itself."""
     _check_zip_crc_only(path)
     with zipfile.ZipFile(path) as zf:
         member = zf.infolist()[0]
-        return zf.extract(member, model_dir)  # zipfile drops absolute and '..' components
+        # zipfile drops absolute and '..' components
+        return zf.extract(member, osp.join(osp.dirname(path), 'extracted'))
 
 
 def _check_zip_crc_only(path: str) -> None:
@@ -370,10 +552,19 @@ def _check_zip_crc_only(path: str) -> None:
 
 
 def hub_cache_path(url: str, model_dir: str | None = None, file_name: str | None = None) -> str:
-    """Where :func:`load_url` (like ``torch.hub.load_state_dict_from_url``) caches ``url``."""
+    """Where :func:`load_url` caches ``url``: ``<model_dir>/url-<hash>/<file name>``, one folder
+    per full URL (``<hash>``: the first 16 hex digits of its SHA-256), so that two URLs with the
+    same file name (or a legacy hub zip's member) never share or replace a cached file. The file
+    keeps the URL's name, so ``check_hash`` reads its hash prefix as torch.hub does.
+    ``model_dir`` defaults to torch hub's ``<hub dir>/checkpoints``."""
     if model_dir is None:
         model_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
-    return osp.join(model_dir, file_name or osp.basename(urlparse(url).path))
+    base = file_name or osp.basename(urlparse(url).path)
+    if not base or base in ('.', '..'):
+        raise ValueError(f'{url!r} names no file (its path ends with "/"): give the URL of the '
+                         'checkpoint file itself, or pass file_name=')
+    digest = hashlib.sha256(url.encode('utf-8')).hexdigest()[:16]
+    return osp.join(model_dir, f'url-{digest}', base)
 
 
 def load_url(url, model_dir=None, map_location=None, progress=True, check_hash=False,
@@ -395,7 +586,7 @@ def load_url(url, model_dir=None, map_location=None, progress=True, check_hash=F
         sys.stderr.write(f'Downloading: "{url}" to {cached}\n')
         torch.hub.download_url_to_file(url, cached, hash_prefix, progress=progress)
     if _is_legacy_hub_zip(cached):
-        cached = _extract_legacy_hub_zip(cached, osp.dirname(cached))
+        cached = _extract_legacy_hub_zip(cached)
     try:
         return safe_load(cached, map_location=map_location, name=f'{cached} (cached from {url})')
     except CheckpointFileError as err:

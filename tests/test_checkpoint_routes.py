@@ -264,3 +264,44 @@ def test_legacy_hub_zip_is_extracted_and_loaded_safely(hub):
             with pytest.raises(UnsafeCheckpointError):
                 CheckpointLoader.load_checkpoint(url)
     assert not marker.exists()
+
+
+def test_url_cache_is_per_full_url(hub):
+    """Two URLs with the same file name keep separate cached checkpoints (torch.hub would cache
+    both as checkpoints/net.pth and return the first for the second)."""
+    from mmengine.runner import CheckpointLoader
+    one, two = 'https://example.invalid/one/net.pth', 'https://example.invalid/two/net.pth'
+    assert hub_cache_path(one) != hub_cache_path(two)
+    assert osp.basename(hub_cache_path(one)) == osp.basename(hub_cache_path(two)) == 'net.pth'
+    _write(hub_cache_path(one), {'state_dict': {'w': torch.zeros(2)}})
+    _write(hub_cache_path(two), {'state_dict': {'w': torch.ones(2)}})
+    assert torch.equal(CheckpointLoader.load_checkpoint(one)['state_dict']['w'], torch.zeros(2))
+    assert torch.equal(CheckpointLoader.load_checkpoint(two)['state_dict']['w'], torch.ones(2))
+
+
+def test_legacy_hub_zip_cannot_replace_another_urls_checkpoint(hub):
+    """The issue's case: a legacy hub zip whose member has another URL's file name. Loading it
+    once left that URL returning the substituted weights; now each URL keeps its own."""
+    import zipfile
+    from mmengine.runner import CheckpointLoader
+    victim = 'https://example.invalid/models/net.pth'
+    _write(hub_cache_path(victim), {'state_dict': {'w': torch.zeros(2)}})
+    attacker = 'https://example.invalid/other/bundle.zip'
+    inner = hub / 'net.pth'
+    torch.save({'state_dict': {'w': torch.full((2, ), 7.0)}}, inner,
+               _use_new_zipfile_serialization=False)
+    os.makedirs(osp.dirname(hub_cache_path(attacker)), exist_ok=True)
+    with zipfile.ZipFile(hub_cache_path(attacker), 'w') as zf:
+        zf.write(inner, arcname='net.pth')
+    assert torch.equal(CheckpointLoader.load_checkpoint(attacker)['state_dict']['w'],
+                       torch.full((2, ), 7.0))
+    for _ in range(2):
+        assert torch.equal(CheckpointLoader.load_checkpoint(victim)['state_dict']['w'],
+                           torch.zeros(2))
+
+
+@pytest.mark.parametrize('url', ['https://example.invalid/models/', 'https://example.invalid'])
+def test_url_without_a_file_name_is_refused(hub, url):
+    from mmengine.runner import CheckpointLoader
+    with pytest.raises(ValueError, match='names no file.*URL of the checkpoint file itself'):
+        CheckpointLoader.load_checkpoint(url)
