@@ -483,7 +483,9 @@ def _unsafe(name: str, detail: str) -> UnsafeCheckpointError:
         'checkpoints need only tensors, containers, numbers, strings, numpy arrays and the '
         'globals allow-listed in mmseg_ext/checkpoint.py; this file asks for more, which can run '
         'code or change the process. Nothing of it was executed. Use checkpoints from a source '
-        'you trust, saved by mmengine/torch.save.')
+        'you trust, saved by mmengine/torch.save; if you know where this file comes from and it '
+        'only pickles more metadata than the loader takes (e.g. an argparse.Namespace), convert '
+        'it once with `python tools/model_converters/trusted_to_safe.py FILE NEW.pth --trusted`.')
 
 
 def safe_load(source, map_location=None, name: str | None = None,
