@@ -183,7 +183,8 @@ def test_regenerating_over_old_data_is_refused_or_clean(tmp_path):
     bench = SynthCityConfig(root=str(root), num_train=2, num_val=1, detail_scale=3,
                             extra_pedestrians=2)
     with pytest.raises(FileExistsError, match=r'is not empty \(it holds gtFine, leftImg8bit, '
-                       r'synthcity\.json\).*Pass a new or empty folder, or --overwrite'):
+                       r'synthcity-manifest\.json, synthcity\.json\).*Pass a new or empty folder, '
+                       r'or --overwrite'):
         generate(bench)
     assert _pngs(root) == old and read_meta(str(root))['num_train'] == 6  # untouched
     generate(bench, overwrite=True)
@@ -195,7 +196,7 @@ def test_regenerating_over_old_data_is_refused_or_clean(tmp_path):
     assert len(_dataset(root, 'bench')) == 2
     # --overwrite deletes only SynthCity's own entries; anything else makes it refuse
     (root / 'notes.txt').write_text('mine')
-    with pytest.raises(FileExistsError, match=r"holds notes\.txt besides SynthCity's own files"):
+    with pytest.raises(FileExistsError, match=r"holds files the generator did not write: notes\.txt"):
         generate(bench, overwrite=True)
     assert (root / 'notes.txt').read_text() == 'mine' and (root / 'synthcity.json').is_file()
 
@@ -340,7 +341,11 @@ def test_synthcity_json_is_written_atomically(tmp_path, monkeypatch):
     import mmseg_ext.datasets.synthcity_files as files
     root = tmp_path / 'data'
 
-    def dump_half(meta, f, **kw):
+    dump = files.json.dump
+
+    def dump_half(meta, f, **kw):  # synthcity.json only (the manifest is written before the PNGs)
+        if not f.name.endswith('synthcity.json.tmp'):
+            return dump(meta, f, **kw)
         f.write('{"seed": 0, "num_tr')
         raise OSError('disk full')
 
@@ -352,5 +357,6 @@ def test_synthcity_json_is_written_atomically(tmp_path, monkeypatch):
         _dataset(root)
     monkeypatch.undo()
     generate(SynthCityConfig(root=str(root), num_train=2, num_val=1), overwrite=True)
-    assert sorted(p.name for p in root.iterdir()) == ['gtFine', 'leftImg8bit', 'synthcity.json']
+    assert sorted(p.name for p in root.iterdir()) == ['gtFine', 'leftImg8bit',
+                                                      'synthcity-manifest.json', 'synthcity.json']
     assert len(_dataset(root)) == 2

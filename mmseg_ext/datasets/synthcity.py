@@ -9,6 +9,7 @@ Layout written under ``root`` (exactly what ``CityscapesDataset`` expects)::
     gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png    (19 train ids, 255)
     synthcity.json    the settings, written last and atomically (synthcity_files.py: a folder
                       holding it holds one finished generation; SynthCityDataset checks that)
+    synthcity-manifest.json   the PNGs above, listed before any is written: what --overwrite deletes
 
 What makes it a small benchmark rather than noise:
 
@@ -50,8 +51,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .synthcity_files import (CITIES, META_FILE, file_pairs, prepare_root,  # noqa: F401
-                              read_meta, write_meta)
+from .synthcity_files import (CITIES, DETAIL_SCALE_RANGE, EXTRA_PEDESTRIANS_RANGE,  # noqa: F401
+                              MANIFEST_FILE, MAX_SCENES, MAX_SIDE, META_FILE, MIN_SIDE, file_pairs,
+                              generated_files, prepare_root, read_meta, write_meta)
 
 # Cityscapes train ids (mmseg's CityscapesDataset.METAINFO['classes'] order).
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, \
@@ -80,14 +82,17 @@ class SynthCityConfig:
         if self.seed < 0:
             raise ValueError(f'seed must be >= 0 (numpy seeds its generators with non-negative '
                              f'integers), got {self.seed}')
-        if self.height < 32 or self.width < 32:
-            raise ValueError(f'height/width must be >= 32, got {self.height}x{self.width}')
-        if self.num_train < 1 or self.num_val < 1:
-            raise ValueError('num_train and num_val must be >= 1')
-        if not 1.0 <= self.detail_scale <= 6.0:
+        # the bounds synthcity.json is read with (synthcity_files.META_RANGE)
+        if not (MIN_SIDE <= self.height <= MAX_SIDE and MIN_SIDE <= self.width <= MAX_SIDE):
+            raise ValueError(f'height/width must be in [{MIN_SIDE}, {MAX_SIDE}], got '
+                             f'{self.height}x{self.width}')
+        if not (1 <= self.num_train <= MAX_SCENES and 1 <= self.num_val <= MAX_SCENES):
+            raise ValueError(f'num_train and num_val must be in [1, {MAX_SCENES}] (MAX_SCENES), '
+                             f'got {self.num_train} and {self.num_val}')
+        if not DETAIL_SCALE_RANGE[0] <= self.detail_scale <= DETAIL_SCALE_RANGE[1]:
             raise ValueError(f'detail_scale must be in [1, 6] (1: the quickstart data, 3: the '
                              f'benchmark set), got {self.detail_scale}')
-        if not 0 <= self.extra_pedestrians <= 8:
+        if not EXTRA_PEDESTRIANS_RANGE[0] <= self.extra_pedestrians <= EXTRA_PEDESTRIANS_RANGE[1]:
             raise ValueError(f'extra_pedestrians must be in [0, 8] (0: the quickstart data, 2: the '
                              f'benchmark set), got {self.extra_pedestrians}')
 
@@ -318,11 +323,13 @@ def _write_png(path: str, array: np.ndarray):
 def generate(cfg: SynthCityConfig, progress: bool = False, overwrite: bool = False) -> dict:
     """Write the dataset; returns {'train': n, 'val': n, 'digest': sha256 of all bytes}.
 
-    ``cfg.root`` must be empty or missing; ``overwrite`` deletes the SynthCity files in it first
-    (``synthcity_files.prepare_root``). ``synthcity.json`` is written last and atomically, so a
-    folder holding it holds a finished generation.
+    ``cfg.root`` must be empty or missing; ``overwrite`` deletes the files an earlier generation
+    recorded there first, and refuses a folder holding any other file. Before the first PNG,
+    ``synthcity-manifest.json`` lists every file this generation writes, so an interrupted one
+    can be overwritten too (``synthcity_files.prepare_root``). ``synthcity.json`` is written last
+    and atomically, so a folder holding it holds a finished generation.
     """
-    prepare_root(cfg.root, overwrite)
+    prepare_root(cfg.root, overwrite, generated_files(cfg.num_train, cfg.num_val))
     digest = hashlib.sha256()
     counts = {}
     for split, n in (('train', cfg.num_train), ('val', cfg.num_val)):

@@ -1,7 +1,9 @@
 """Generate SynthCity, the embedded Cityscapes-layout benchmark (see mmseg_ext/datasets/synthcity.py).
 
     python tools/dataset_converters/synthcity.py data/synthcity [--seed 0] [--num-train 320] [--num-val 80]
-        [--overwrite]     (the folder must be new or empty; --overwrite deletes the SynthCity data in it)
+        [--overwrite]     (the folder must be new or empty; --overwrite deletes the SynthCity data in it:
+                           the files its synthcity-manifest.json lists, and refuses, deleting nothing,
+                           a folder holding any other file)
     python tools/dataset_converters/synthcity.py data/synthcity-bench --detail-scale 3 --extra-pedestrians 2
         (the data of configs/benchmark/)
     python tools/dataset_converters/synthcity.py --preview docs/figures/synthcity_bench.png \
@@ -12,7 +14,8 @@ import time
 
 import numpy as np
 
-from mmseg_ext.datasets.synthcity import SynthCityConfig, generate, render_index
+from mmseg_ext.datasets.synthcity import (MAX_SCENES, MAX_SIDE, MIN_SIDE, SynthCityConfig,
+                                          generate, render_index)
 
 
 def write_preview(path, cfg, num=4):
@@ -36,10 +39,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('root', nargs='?', default='data/synthcity', help='output folder')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-train', type=int, default=SynthCityConfig.num_train)
-    parser.add_argument('--num-val', type=int, default=SynthCityConfig.num_val)
-    parser.add_argument('--height', type=int, default=SynthCityConfig.height)
-    parser.add_argument('--width', type=int, default=SynthCityConfig.width)
+    parser.add_argument('--num-train', type=int, default=SynthCityConfig.num_train,
+                        help=f'train images, 1 to {MAX_SCENES}')
+    parser.add_argument('--num-val', type=int, default=SynthCityConfig.num_val,
+                        help=f'val images, 1 to {MAX_SCENES}')
+    parser.add_argument('--height', type=int, default=SynthCityConfig.height,
+                        help=f'image height in pixels, {MIN_SIDE} to {MAX_SIDE}')
+    parser.add_argument('--width', type=int, default=SynthCityConfig.width,
+                        help=f'image width in pixels, {MIN_SIDE} to {MAX_SIDE}')
     parser.add_argument('--detail-scale', type=float, default=SynthCityConfig.detail_scale,
                         help='size multiplier of poles, lights, signs, fences, people and '
                         'two-wheelers (1: quickstart data, 3: configs/benchmark/)')
@@ -49,8 +56,11 @@ def main():
                         help='only write the first 4 training scenes (image | Cityscapes-coloured '
                         'labels) with these settings into this PNG')
     parser.add_argument('--overwrite', action='store_true',
-                        help='delete the SynthCity data (leftImg8bit/, gtFine/, synthcity.json) in a '
-                        'non-empty output folder first; without it such a folder is refused')
+                        help='delete the SynthCity data in a non-empty output folder first: only the '
+                        'files an earlier (finished or interrupted) generation listed in its '
+                        'synthcity-manifest.json (or synthcity.json); a folder holding any other '
+                        'file, also inside leftImg8bit/ or gtFine/, is refused and nothing deleted. '
+                        'Without --overwrite any non-empty folder is refused')
     args = parser.parse_args()
     try:
         cfg = SynthCityConfig(root=args.root, seed=args.seed, num_train=args.num_train,
