@@ -2,6 +2,10 @@
 import argparse
 import functools
 import json
+import os.path as osp
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -263,3 +267,55 @@ def test_train_one_records_the_model_it_trains(lc, tmp_path, monkeypatch):
         lc.train_options(3, 1000, ['model.decode_head.num_convs=1'])
     assert res['model_record']['decode_head']['num_convs'] == 1  # the trained options, merged
     assert res['model_record']['decode_head']['dropout_ratio'] == 0.1  # BaseDecodeHead's default
+
+
+def _no_run(*args, **kwargs):
+    raise AssertionError('a run started')
+
+
+@pytest.mark.parametrize('iters', ['0', '-5', 'x'])
+def test_non_positive_iters_are_refused_by_argparse(lc, tmp_path, monkeypatch, capsys, iters):
+    """Issue #36 items 8, 9: --iters 0 trained the full schedule and --iters -5 failed 19 s into
+    training; both are argparse errors now, before any run (usage error: exit status 2)."""
+    monkeypatch.setattr(lc, 'run_one', _no_run)
+    monkeypatch.setattr(lc, 'finished_runs', _no_run)
+    config = osp.join(lc.REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    for extra in ([], ['--finished-only']):
+        monkeypatch.setattr(sys, 'argv', ['learning_check.py', config, '--iters', iters,
+                                          '--out-dir', str(tmp_path / 'out'), *extra])
+        with pytest.raises(SystemExit) as exit_:
+            lc.main()
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --iters: takes a positive number of iterations, e.g. --iters 300, got " \
+               f"'{iters}'; leave --iters out" in err, err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_positive_iters_reach_the_runs(lc, tmp_path, monkeypatch):
+    got = []
+
+    class Stop(Exception):
+        pass
+
+    def run_one(config, seed, work_dir, iters, *args):
+        got.append(iters)
+        raise Stop  # the first run is asked for with --iters: enough
+    monkeypatch.setattr(lc, 'run_one', run_one)
+    with pytest.raises(Stop):
+        lc.main(['a.py', '--iters', '3', '--seeds', '0', '--out-dir', str(tmp_path)])
+    assert got == [3] and lc.positive_iters('+7') == 7
+
+
+def test_negative_iters_fail_fast_on_the_command_line(lc, tmp_path):
+    """The script itself: refused by argparse in well under a second of work (no training)."""
+    config = osp.join(lc.REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    start = time.time()
+    proc = subprocess.run([sys.executable, osp.join(lc.REPO, 'tools', 'analysis_tools',
+                                                   'learning_check.py'), config, '--iters', '-5',
+                           '--out-dir', str(tmp_path / 'out')],
+                          capture_output=True, text=True, timeout=300)
+    took = time.time() - start
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
+    assert "error: argument --iters: takes a positive number of iterations" in proc.stderr
+    assert took < 20 and not (tmp_path / 'out').exists(), took

@@ -9,6 +9,7 @@ graph the export backend, so that check also compares the two backends.
 import importlib.util
 import inspect
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -324,3 +325,78 @@ def test_tool_error_exit(deployment):
         tool.main([quickstart('gffnet'), '--shape', *map(str, SHAPE), '--no-dynamo'])
     with pytest.raises(SystemExit, match='checkpoint not found'):
         tool.main([quickstart('fcn'), 'missing.pth', '--shape', '64', '128'])
+
+
+FCN_RUN = 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256'
+
+
+def save_fcn_checkpoint(path, **cfg_options):
+    """An FCN quickstart checkpoint as mmengine's runner saves it (its meta records the config by
+    ``experiment_name``); returns the FCN's state_dict."""
+    from mmseg_ext.deployment import build_segmentor
+    state = build_segmentor(quickstart('fcn'), cfg_options=cfg_options).state_dict()
+    torch.save(dict(state_dict=state, meta=dict(experiment_name=f'{FCN_RUN}_20261122_101500')),
+               path)
+    return state
+
+
+def test_tool_refuses_another_models_checkpoint(tmp_path):
+    """Issue #36 item 8: an FCN checkpoint given with the SANet config exported SANet's random
+    decode head (exit 0, only mmengine's missing-keys warning). It is refused, with the file,
+    the first keys that differ, the config the checkpoint records and what to pass."""
+    ckpt = tmp_path / 'fcn.pth'
+    save_fcn_checkpoint(ckpt)
+    out = tmp_path / 'onnx' / 'sanet.onnx'
+    with pytest.raises(SystemExit) as exit_:
+        load_tool().main([quickstart('sanet'), str(ckpt), '--shape', *map(str, SHAPE),
+                          '--out', str(out)])
+    msg = str(exit_.value.code)
+    for part in (f'pytorch2onnx: {ckpt} is not a checkpoint of the model of '
+                 'sanet_r18tiny-d8_1xb8-1k_synthcity-128x256.py (SAHead): it lacks ',
+                 ' weights of the model (in decode_head), e.g. decode_head.',
+                 ' the model does not have (in auxiliary_head, decode_head), e.g. ',
+                 "It looks like another model's checkpoint (its meta names the run "
+                 f'{FCN_RUN}_20261122_101500, i.e. the config {FCN_RUN}.py)', 'export it with the config it was trained with',
+                 '--no-strict'):
+        assert part in msg, msg
+    assert not out.parent.exists()  # refused before anything was written
+
+
+def test_checkpoint_of_another_shape_is_refused_and_no_strict_loads_what_matches(tmp_path):
+    """A checkpoint of the same model with 5 classes: its classifiers have another shape."""
+    from mmseg_ext.deployment import CheckpointMismatchError, build_segmentor
+    ckpt = tmp_path / 'fcn5.pth'
+    state = save_fcn_checkpoint(ckpt, **{'model.decode_head.num_classes': 5,
+                                         'model.auxiliary_head.num_classes': 5})
+    with pytest.raises(CheckpointMismatchError, match=re.escape(
+            f'{ckpt} is not a checkpoint of the model of {FCN_RUN}.py (FCNHead): it has 4 '
+            'weights of another shape (in auxiliary_head, decode_head), e.g. '
+            'decode_head.conv_seg.weight (5x64x1x1 in the file, 19x64x1x1 in the model), '
+            'decode_head.conv_seg.bias (5 in the file, 19 in the model), ')):
+        build_segmentor(quickstart('fcn'), str(ckpt))
+    with pytest.warns(UserWarning, match=re.escape(f'{ckpt} loaded partially (not strict): it '
+                                                   'has 4 weights of another shape')):
+        model = build_segmentor(quickstart('fcn'), str(ckpt), strict=False)
+    loaded = model.state_dict()
+    assert loaded['decode_head.conv_seg.weight'].shape == (19, 64, 1, 1)
+    same = [k for k, v in state.items() if v.shape == loaded[k].shape]
+    assert len(same) == len(state) - 4
+    assert all(torch.equal(state[k], loaded[k]) for k in same)
+
+
+def test_tool_no_strict_exports_the_weights_that_match(deployment, tmp_path, capsys):
+    """--no-strict: the FCN checkpoint's backbone goes into the SANet model, with a warning."""
+    ckpt = tmp_path / 'fcn.pth'
+    state = save_fcn_checkpoint(ckpt)
+    out = tmp_path / 'sanet.onnx'
+    with pytest.warns(UserWarning, match='loaded partially.*it lacks'):
+        load_tool().main([quickstart('sanet'), str(ckpt), '--shape', *map(str, SHAPE),
+                          '--no-dynamo', '--no-strict', '--out', str(out)])
+    assert out.is_file() and 'with the TorchScript exporter' in capsys.readouterr().out
+    with pytest.warns(UserWarning, match='loaded partially'):
+        model = deployment.build_segmentor(quickstart('sanet'), str(ckpt), strict=False)
+    backbone = [k for k in state if k.startswith('backbone.')]
+    assert backbone and all(torch.equal(model.state_dict()[k], state[k]) for k in backbone)
+    with pytest.raises(SystemExit):
+        load_tool().parse_args([quickstart('sanet'), '--shape', '64', '128', '--no-strict'])
+    assert '--no-strict is about loading a CHECKPOINT' in capsys.readouterr().err

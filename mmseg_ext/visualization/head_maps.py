@@ -21,7 +21,6 @@ bilinear resize to ``ori_shape``. Points are ``(y, x)`` pixel indices of the ori
 """
 import contextlib
 import os.path as osp
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -108,43 +107,25 @@ def head_kind(head) -> str:
                      f'{", ".join(SUPPORTED)} (the config\'s model.decode_head.type)')
 
 
-def _mismatch_summary(message: str) -> str:
-    """Count the keys of mmengine's strict ``load_state_dict`` error, per top-level module."""
-    parts = []
-    for label, pattern in (('lacks {} of the model', 'missing keys in source state_dict'),
-                           ('has {} the model does not have',
-                            'unexpected key in source state_dict'),
-                           ('has {} of another shape', None)):
-        if pattern is None:
-            keys = re.findall(r'size mismatch for ([\w.]+)', message)
-        else:
-            found = re.search(pattern + r': ([^\n]*)', message)
-            keys = [k.strip() for k in found.group(1).split(',') if k.strip()] if found else []
-        if keys:
-            modules = sorted({k.split('.')[0] for k in keys})
-            count = f'{len(keys)} weight' + ('s' if len(keys) > 1 else '')
-            parts.append('it ' + label.format(count) + f' (in {", ".join(modules)})')
-    return '; '.join(parts) or message.strip()[:300]
-
-
 def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'):
     """Build the segmentor of ``config`` (path or Config) in eval mode on ``device``.
 
     ``checkpoint`` None (or ``'none'``) keeps the config's initialisation (``init_weights``);
-    otherwise it is loaded strictly by mmengine's ``load_checkpoint``, which reads with torch's
-    weights-only unpickler (``mmseg_ext`` allow-lists what it needs): a checkpoint of another
-    model (e.g. an FCN's, without this head's weights) is refused with a ValueError instead of
-    leaving the head untrained. The decode head is checked first (:func:`head_kind`), so a
-    config without one of the supported heads fails before any weight is read. ``test_cfg`` is
-    set to whole-image inference (one head pass per image). ``dataset_meta`` comes from the
-    checkpoint, else from the config's test dataset class.
+    otherwise it is loaded strictly by :func:`mmseg_ext.deployment.load_weights` (mmengine's
+    ``load_checkpoint``, which reads with torch's weights-only unpickler; ``mmseg_ext``
+    allow-lists what it needs): a checkpoint of another model (e.g. an FCN's, without this head's
+    weights) is refused with a ValueError (``CheckpointMismatchError``) naming the file and the
+    first keys that differ, instead of leaving the head untrained. The decode head is checked
+    first (:func:`head_kind`), so a config without one of the supported heads fails before any
+    weight is read. ``test_cfg`` is set to whole-image inference (one head pass per image).
+    ``dataset_meta`` comes from the checkpoint, else from the config's test dataset class.
     """
     import mmseg_ext  # noqa: F401  (registry entries + safe globals for torch.load)
     from mmengine import Config
-    from mmengine.runner import load_checkpoint
     from mmseg.apis import init_model
     from mmseg.registry import DATASETS
     from mmseg.utils import get_classes, get_palette
+    from mmseg_ext.deployment import load_weights
     from mmseg_ext.utils import revert_sync_bn_cfg
 
     cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
@@ -172,15 +153,9 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     if checkpoint is None:
         model.init_weights()
     else:
-        try:
-            ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-        except RuntimeError as e:
-            if 'do not match' not in str(e):
-                raise
-            raise ValueError(
-                f'{checkpoint} is not a checkpoint of this config\'s model ({head_type}): '
-                f'{_mismatch_summary(str(e))}. Give the checkpoint trained with this config, '
-                "or 'none' for a random initialisation.") from None
+        ckpt = load_weights(model, checkpoint, True, f"this config's model ({head_type})",
+                            'Give the checkpoint trained with this config (or the config it was '
+                            "trained with), or 'none' for a random initialisation")
         meta = (ckpt.get('meta') or {}).get('dataset_meta')
     head_kind(model.decode_head)
     if not meta or 'palette' not in meta:

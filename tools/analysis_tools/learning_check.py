@@ -90,6 +90,20 @@ def parse_variant(text):
     return label, opts.split(',')
 
 
+def positive_iters(text):
+    """argparse type of ``--iters``: a positive number of iterations (0 would train the full
+    schedule, a negative number would fail in the middle of training)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f'takes a positive number of iterations, e.g. --iters 300, got {text!r}; leave '
+            "--iters out to train every config with its own schedule")
+    return value
+
+
 def test_variant(config, work_dir, label, opts, env, iters):
     """tools/test.py on the run's last checkpoint with ``opts``: {miou, iou}."""
     ckpt = osp.join(work_dir, f'iter_{iters}.pth' if iters else 'latest.pth')
@@ -425,12 +439,13 @@ def write_curves(results, out_dir):
     return text
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--iters', type=int, default=None,
-                        help='shorten every config to this many iterations (same for all)')
+    parser.add_argument('--iters', type=positive_iters, default=None,
+                        help='shorten every config to this many iterations (same for all; a '
+                        "positive int; default: each config's schedule)")
     parser.add_argument('--out-dir', default='work_dirs/learning_check')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='train every config with these changes (needs --tag)')
@@ -440,7 +455,7 @@ def main():
     parser.add_argument('--test-variants', nargs='+', type=parse_variant, default=[],
                         metavar='LABEL:KEY=VALUE[,KEY=VALUE]',
                         help='also test each final checkpoint with these options')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if bool(args.cfg_options) != bool(args.tag):
         parser.error('--cfg-options and --tag go together: a changed model needs its own run name')
     env = dict(os.environ)

@@ -2,7 +2,7 @@
 
     python tools/deployment/pytorch2onnx.py CONFIG [CHECKPOINT] --shape H W \
         [--dynamo | --no-dynamo] [--verify] [--atol 1e-4] [--out FILE] [--dynamic-batch] \
-        [--opset N] [--cfg-options KEY=VALUE ...]
+        [--opset N] [--no-strict] [--cfg-options KEY=VALUE ...]
 
 The graph maps ``img`` (B, 3, H, W), the data preprocessor's output (channel order converted,
 mean/std normalised), to ``seg_logits`` (B, num_classes, H, W): the decode head's prediction (the
@@ -14,7 +14,9 @@ Exporter: ``--no-dynamo`` = TorchScript exporter (any torch), ``--dynamo`` = tor
 model, else the dynamo one. What cannot be exported is reported before exporting, with what to
 use instead. ``--verify`` runs the file in onnxruntime and PyTorch on random inputs, prints the
 max abs error and fails (exit 1) above ``--atol``. Without CHECKPOINT the config's initialisation
-is exported (to try the export). See docs/deploy.md.
+is exported (to try the export). CHECKPOINT is loaded strictly: one whose weights are not those of
+the config's model (another model's checkpoint) is refused with the keys that differ, unless
+``--no-strict``. See docs/deploy.md.
 """
 import argparse
 import os
@@ -44,6 +46,12 @@ def parse_args(argv=None):
     parser.add_argument('--dynamic-batch', action='store_true', help='dynamic batch axis')
     parser.add_argument('--opset', type=int, default=None,
                         help='ONNX opset (default: 17 TorchScript, the exporter default dynamo)')
+    parser.add_argument('--no-strict', dest='strict', action='store_false',
+                        help="load only the checkpoint's weights that match the model (same "
+                        'name and shape), with a warning listing the others, which keep the '
+                        "config's initialisation (e.g. a checkpoint with an auxiliary head the "
+                        'export config drops). Default: a checkpoint whose weights are not '
+                        "exactly the model's is refused")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                         help='override config settings, e.g. model.test_cfg.mode=whole')
     args = parser.parse_args(argv)
@@ -51,6 +59,8 @@ def parse_args(argv=None):
         parser.error(f'--shape takes two positive ints H W, got {args.shape}')
     if args.atol <= 0:
         parser.error(f'--atol must be > 0, got {args.atol}')
+    if not args.strict and args.checkpoint is None:
+        parser.error('--no-strict is about loading a CHECKPOINT, and none is given')
     return args
 
 
@@ -77,8 +87,8 @@ def describe(model, shape, dynamic_batch: bool) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg_ext.deployment import (ExportError, build_segmentor, choose_exporter,
-                                      export_onnx, exporter_name, verify_onnx)
+    from mmseg_ext.deployment import (CheckpointMismatchError, ExportError, build_segmentor,
+                                      choose_exporter, export_onnx, exporter_name, verify_onnx)
     if not osp.isfile(args.config):
         sys.exit(f'pytorch2onnx: config not found: {args.config}')
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):
@@ -86,9 +96,12 @@ def main(argv=None):
     shape = tuple(args.shape)
     out = args.out or osp.join('work_dirs', 'onnx', osp.splitext(osp.basename(args.config))[0]
                                + f'_{shape[0]}x{shape[1]}.onnx')
+    try:
+        model = build_segmentor(args.config, args.checkpoint, args.cfg_options, args.strict)
+    except CheckpointMismatchError as e:
+        sys.exit(f'pytorch2onnx: {e}')
     if osp.dirname(out):
         os.makedirs(osp.dirname(out), exist_ok=True)
-    model = build_segmentor(args.config, args.checkpoint, args.cfg_options)
     try:
         dynamo = choose_exporter(model, shape, args.dynamo)
         export_onnx(model, shape, out, dynamo, dynamic_batch=args.dynamic_batch,
