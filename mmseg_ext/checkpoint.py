@@ -10,11 +10,14 @@ torch >= 2.6 every ``tools/test.py``, ``--resume`` and ``load_from`` of a local 
 * numpy's ``ndarray``, ``dtype``, ``_reconstruct`` and ``scalar`` (arrays and numpy scalars in
   ``meta`` and the message hub).
 
-Importing this module allow-lists exactly these globals: in torch's weights-only unpickler
-(``torch.serialization.add_safe_globals``) on torch >= 2.6, and on torch 2.0-2.5, which cannot
-extend that unpickler with them, in :mod:`mmseg_ext.restricted_pickle`, an unpickler whose only
-globals are torch's weights-only allow-list plus these (:data:`NATIVE_ALLOWLIST` says which is in
-use; :func:`weights_only_load` is the one call for both). ``builtins.getattr`` is not allow-listed
+Importing this module allow-lists exactly these globals, in :mod:`mmseg_ext.restricted_pickle` (a
+pickle interpreter that builds only what a checkpoint needs; its module docstring has the rules) on
+every torch, and in torch's weights-only unpickler (``torch.serialization.add_safe_globals``) on
+torch >= 2.6. :func:`weights_only_load` runs the interpreter over every checkpoint first
+(:func:`check_structure`: globals, calls, state, every tensor inside its storage, every storage the
+size of its record, no tar format), then unpickles with torch's weights-only unpickler on torch >=
+2.6 and with the interpreter itself on torch 2.0-2.5, which cannot extend torch's
+(:data:`NATIVE_ALLOWLIST` says which). ``builtins.getattr`` is not allow-listed
 as such: the name is bound to :func:`restricted_getattr`, which answers only
 ``getattr(HistoryBuffer, <registered statistics method>)`` and refuses everything else, so a
 checkpoint cannot use it to reach arbitrary attributes. Any other global is still refused by
@@ -31,7 +34,8 @@ off), and replaces mmengine's ``load_url`` (``torch.hub.load_state_dict_from_url
 ``init_cfg=dict(type='Pretrained')`` all reach ``CheckpointLoader``. Before unpickling,
 :func:`verify_checkpoint` refuses empty files and files that are not checkpoints (an HTML page, a
 text file) with a message that says what the file is, and checks the CRC-32 of every record of a
-zip checkpoint (set ``MMSEG_EXT_CHECK_CRC=0`` to skip that check).
+zip checkpoint (set ``MMSEG_EXT_CHECK_CRC=0`` to skip that check). URLs are cached one folder per
+full URL (:func:`hub_cache_path`).
 """
 from __future__ import annotations
 
@@ -82,8 +86,9 @@ def check_history_buffer_state(state) -> None:
     keys = {'max_length', '_log_history', '_count_history', 'statistics_methods'}
     if not (isinstance(state, dict) and set(state) <= keys
             and {'_log_history', '_count_history'} <= set(state)):
-        raise RefusedPickle(f'a HistoryBuffer is given state {sorted(state) if isinstance(state, dict) else type(state).__name__}; '
-                            f'mmengine writes {sorted(keys)}')
+        given = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise RefusedPickle(f'a HistoryBuffer is given state {given}; mmengine writes '
+                            f'{sorted(keys)}')
     max_length = state.get('max_length', 1)
     arrays = state['_log_history'], state['_count_history']
     if not (isinstance(max_length, int) and not isinstance(max_length, bool) and max_length > 0

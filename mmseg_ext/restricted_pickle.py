@@ -362,9 +362,12 @@ def _build_rules(inst):
 # ---- the interpreter -----------------------------------------------------------------------
 
 _REFUSED_OPS = {
-    pickle.INST[0]: 'INST (instantiates any class)', pickle.OBJ[0]: 'OBJ (instantiates any class)',
-    pickle.EXT1[0]: 'EXT1 (a copyreg extension code)', pickle.EXT2[0]: 'EXT2 (a copyreg extension code)',
-    pickle.EXT4[0]: 'EXT4 (a copyreg extension code)', pickle.NEWOBJ_EX[0]: 'NEWOBJ_EX',
+    pickle.INST[0]: 'INST (instantiates any class)',
+    pickle.OBJ[0]: 'OBJ (instantiates any class)',
+    pickle.EXT1[0]: 'EXT1 (a copyreg extension code)',
+    pickle.EXT2[0]: 'EXT2 (a copyreg extension code)',
+    pickle.EXT4[0]: 'EXT4 (a copyreg extension code)',
+    pickle.NEWOBJ_EX[0]: 'NEWOBJ_EX',
     pickle.PERSID[0]: 'PERSID (text persistent id)',
     pickle.NEXT_BUFFER[0]: 'NEXT_BUFFER (out-of-band data)',
     pickle.READONLY_BUFFER[0]: 'READONLY_BUFFER (out-of-band data)',
