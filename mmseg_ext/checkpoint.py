@@ -96,14 +96,19 @@ def check_history_buffer_state(state) -> None:
                     for a in arrays) and len(arrays[0]) == len(arrays[1])):
         raise RefusedPickle('a HistoryBuffer is given a malformed history or max_length')
     methods = state.get('statistics_methods', {})
-    if not isinstance(methods, dict) or any(
-            HistoryBuffer._statistics_methods.get(k, _DEFAULT_METHOD) is not v
-            for k, v in methods.items()):
+    if not isinstance(methods, dict) or any(_registered_statistic(k) is not v
+                                            for k, v in methods.items()):
         raise RefusedPickle('a HistoryBuffer would replace the statistics methods registered for '
                             'every HistoryBuffer of the process')
 
 
-_DEFAULT_METHOD = object()
+def _registered_statistic(name):
+    """The method registered under ``name`` for every HistoryBuffer: in the class-wide registry,
+    or one of the four defaults (registered by the first HistoryBuffer of a process, which may not
+    exist yet when a checkpoint is loaded)."""
+    if name in HistoryBuffer._statistics_methods:
+        return HistoryBuffer._statistics_methods[name]
+    return getattr(HistoryBuffer, name) if name in _DEFAULT_STATISTICS else None
 
 
 def numpy_multiarray():

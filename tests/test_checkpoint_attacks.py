@@ -277,3 +277,20 @@ def test_restricted_pickle_module_refuses_build_on_globals():
     with pytest.raises(restricted_pickle.RefusedPickle, match='BUILD'):
         restricted_pickle.loads(evil)
     assert process_snapshot() == before
+
+
+def test_runner_checkpoint_loads_in_a_fresh_process(tmp_path):
+    """A process that has created no HistoryBuffer yet (a resume, tools/test.py) has not
+    registered the default statistics methods; the checkpoint's restatement of them loads."""
+    import subprocess
+    import sys
+    from test_checkpoint_safety import _runner_like_checkpoint
+    path = tmp_path / 'iter_2.pth'
+    torch.save(_runner_like_checkpoint(), path)
+    code = ('import mmseg_ext; from mmengine.logging import HistoryBuffer; '
+            'assert not HistoryBuffer._statistics_methods; '
+            'from mmseg_ext.checkpoint import safe_load; '
+            f'print(safe_load({str(path)!r})["message_hub"]["log_scalars"]["train/loss"].mean())')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 0 and proc.stdout.split()[-1] == '1.0', proc.stderr[-2000:]

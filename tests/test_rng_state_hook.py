@@ -74,6 +74,8 @@ def test_resume_at_2_of_4_is_bit_exact_with_dropout(tmp_path, tool_env):
     out = run([sys.executable, train, SANET, '--work-dir', str(resumed), '--resume',
                '--cfg-options', *opts, f'load_from={full / "iter_2.pth"}'], tool_env)
     assert 'Advance dataloader 2 steps' in out, out[-3000:]
+    assert 'with the settings the checkpoint was written with' in out, out[-3000:]
+    assert 'CANNOT be bit-exact' not in out
     weights, momenta = _weights(full / 'iter_4.pth')
     weights_r, momenta_r = _weights(resumed / 'iter_4.pth')
     assert _differing(weights, weights_r) == []
@@ -112,6 +114,8 @@ def test_resume_of_a_shipped_config_without_seed_is_bit_exact(tmp_path, tool_env
                '--cfg-options', *opts, f'load_from={full / "iter_2.pth"}'], tool_env)
     # the resumed process started from another seed (else this test would not test the rebuild)
     assert f"rebuilt the train dataloader with the checkpoint's seed {seed}" in out, out[-3000:]
+    # and then its settings match the checkpoint's: the log claims exactness, rightly (below)
+    assert 'continues it bit for bit' in out and 'CANNOT be bit-exact' not in out, out[-3000:]
     weights, momenta = _weights(full / 'iter_4.pth')
     weights_r, momenta_r = _weights(resumed / 'iter_4.pth')
     assert _differing(weights, weights_r) == []

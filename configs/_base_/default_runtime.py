@@ -1,7 +1,9 @@
 # mmseg 1.2.2's runtime (mmseg::_base_/default_runtime.py, copied rather than inherited to keep configs
 # within 3 inheritance levels) plus RNGStateHook: the checkpoints hold the torch/CUDA/numpy/python RNG
-# states and `--resume` restores them, so a killed and resumed run reproduces the uninterrupted one bit
-# for bit (mmseg_ext/engine/rng_state_hook.py). Needs custom_imports=dict(imports=['mmseg_ext']).
+# states and `--resume` restores them, so a killed run resumed with the same data settings (workers,
+# batch size, dataset, sampler: recorded and compared, a WARNING names any change) reproduces the
+# uninterrupted one bit for bit (mmseg_ext/engine/rng_state_hook.py). Needs
+# custom_imports=dict(imports=['mmseg_ext']).
 # No randomness.seed is fixed here: mmengine draws one per run and stores it in the checkpoints; on resume
 # RNGStateHook rebuilds the train dataloader with the checkpoint's seed (mmengine adopts it only after
 # building the dataloader from the new run's), so resume is exact with or without
