@@ -23,21 +23,26 @@ def _draw():
             random.gauss(0, 1), np.random.randn())
 
 
+def load_with_torch_types_only(obj):
+    """``obj`` saved and loaded by torch's own weights-only unpickler, with no allow-list entry
+    (torch < 2.4 has no allow-list API: nothing to clear)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    if hasattr(torch.serialization, 'clear_safe_globals'):
+        torch.serialization.clear_safe_globals()
+    try:
+        buf.seek(0)
+        return torch.load(buf, weights_only=True)
+    finally:
+        register_safe_globals()
+
+
 def test_rng_state_round_trip_needs_no_allow_list():
     random.gauss(0, 1)  # leaves a cached gaussian in python's state
     np.random.randn()   # and in numpy's
     state = get_rng_state()
     expected = _draw()
-    buf = io.BytesIO()
-    torch.save({'rng_state': state}, buf)
-    # torch's own weights-only types only (torch < 2.4 has no allow-list API: nothing to clear)
-    if hasattr(torch.serialization, 'clear_safe_globals'):
-        torch.serialization.clear_safe_globals()
-    try:
-        buf.seek(0)
-        loaded = torch.load(buf, weights_only=True)['rng_state']
-    finally:
-        register_safe_globals()
+    loaded = load_with_torch_types_only({'rng_state': state})['rng_state']
     _draw()
     set_rng_state(loaded)
     assert _draw() == expected

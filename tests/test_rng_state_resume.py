@@ -2,7 +2,6 @@
 a resume cannot be bit-exact (and claims exactness only when it is), and refuses a malformed
 ``checkpoint['rng_state']`` before touching any RNG. Tiny in-process mmengine runs (seconds)."""
 import copy
-import io
 import logging
 import random
 import re
@@ -15,8 +14,9 @@ from torch.utils.data import Dataset
 
 import mmseg_ext  # noqa: F401
 import mmseg_ext.engine.rng_state_hook as hook_mod
-from mmseg_ext.checkpoint import register_safe_globals, weights_only_load
+from mmseg_ext.checkpoint import weights_only_load
 from mmseg_ext.engine import RNGStateError, get_rng_state, set_rng_state
+from test_rng_state_hook import load_with_torch_types_only
 
 SETTINGS = dict(world_size=1, num_workers=0, persistent_workers=False, batch_size=2,
                 drop_last=False, dataset_length=10, sampler='DefaultSampler', shuffle=True,
@@ -97,15 +97,8 @@ def test_checkpoint_records_the_settings_as_plain_values(full_run):
     assert state['resume_settings'] == SETTINGS
     assert all(type(v) in (int, str, bool) for v in state['resume_settings'].values())
     # the whole rng_state loads with torch's own weights-only types (no allow-list entry)
-    buf = io.BytesIO()
-    torch.save({'rng_state': state}, buf)
-    if hasattr(torch.serialization, 'clear_safe_globals'):
-        torch.serialization.clear_safe_globals()
-    try:
-        buf.seek(0)
-        assert torch.load(buf, weights_only=True)['rng_state']['resume_settings'] == SETTINGS
-    finally:
-        register_safe_globals()
+    loaded = load_with_torch_types_only({'rng_state': state})
+    assert loaded['rng_state']['resume_settings'] == SETTINGS
 
 
 def test_unchanged_settings_keep_the_claim_and_are_bit_exact(full_run, tmp_path, hook_logs):
