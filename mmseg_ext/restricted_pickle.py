@@ -40,6 +40,7 @@ import collections
 import io
 import pickle
 import pickletools
+import warnings
 from pickle import UnpicklingError
 from struct import unpack
 
@@ -109,8 +110,10 @@ def _refuse(msg):
 def _storage_numel_dtype(storage):
     if isinstance(storage, StorageStub):
         return storage.numel, storage.dtype
-    if isinstance(storage, torch.storage.TypedStorage):
-        return storage.size(), storage.dtype
+    if isinstance(storage, torch.storage.TypedStorage):  # what torch's loader hands a rebuild
+        with warnings.catch_warnings():  # torch's "TypedStorage is deprecated", meant for users
+            warnings.simplefilter('ignore', UserWarning)
+            return storage.size(), storage.dtype
     _refuse(f'a tensor is rebuilt on a {type(storage).__name__}, not on a storage of the file')
 
 
