@@ -104,3 +104,21 @@ def test_mim_train_and_test_mmseg(tmp_path, tool_env):
     out = run([mim, 'test', 'mmseg', QUICK, '--checkpoint', str(work / 'iter_2.pth'), '--work-dir',
                str(tmp_path / 'mimtest'), '--cfg-options', *short_run(2)], tool_env)
     assert 0.0 <= miou_of(out) <= 100.0
+
+
+def test_project_tools_destroy_the_process_group_after_a_run(monkeypatch, tmp_path):
+    """A gloo group left to interpreter finalization can abort a finished run (SIGABRT); the
+    project's train.py/test.py wrapper destroys it once mmseg's script has returned."""
+    import runpy
+
+    import torch.distributed as dist
+
+    from mmseg_ext.utils import launcher
+
+    def script(path, run_name):
+        dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+                                world_size=1)
+
+    monkeypatch.setattr(runpy, 'run_path', script)
+    launcher.run_mmseg_tool('test.py')
+    assert not dist.is_initialized()

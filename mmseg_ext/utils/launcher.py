@@ -131,3 +131,9 @@ def run_mmseg_tool(name: str) -> None:
         runpy.run_path(script, run_name='__main__')
     finally:
         Runner.from_cfg = classmethod(stock_from_cfg)
+    # After a successful run, tear the process group down while the interpreter is alive: a gloo
+    # group left to interpreter finalization can abort the process ("terminate called without an
+    # active exception", SIGABRT) after the work is done; seen once in tools/dist_test.sh under
+    # load, 2026-12-07. Not after an error, where the other ranks may still be in a collective.
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
