@@ -87,9 +87,6 @@ class StorageStub:
     def __init__(self, dtype, numel):
         self.dtype, self.numel = dtype, numel
 
-    def size(self):
-        return self.numel
-
 
 class TensorStub:
     """A tensor in :func:`scan` mode (what a rebuild function would have returned)."""

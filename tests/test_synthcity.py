@@ -190,7 +190,7 @@ def test_regenerating_over_old_data_is_refused_or_clean(tmp_path):
     generate(bench, overwrite=True)
     fresh = tmp_path / 'fresh'
     generate(dataclasses.replace(bench, root=str(fresh)))
-    assert _pngs(root) == _pngs(fresh) and len(_pngs(root)) == 2 * 3  # nothing old is left
+    assert _pngs(root) == _pngs(fresh) and len(_pngs(root)) == 2 * 4  # nothing old is left
     for p in _pngs(fresh):
         assert (root / p).read_bytes() == (fresh / p).read_bytes()
     assert len(_dataset(root, 'bench')) == 2
@@ -360,3 +360,63 @@ def test_synthcity_json_is_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in root.iterdir()) == ['gtFine', 'leftImg8bit',
                                                       'synthcity-manifest.json', 'synthcity.json']
     assert len(_dataset(root)) == 2
+
+
+def test_test_split_is_held_out_with_its_own_stream(tmp_path):
+    """Issue #37: a test split drawn with its own random key (split id 2), never a val or train
+    scene; train and val are the bytes they were before it existed (their keys are unchanged)."""
+    import cv2
+
+    from mmseg_ext.datasets.synthcity import SPLITS, read_meta, render_index
+    cfg = SynthCityConfig(root=str(tmp_path / 'd'), num_train=2, num_val=3, height=48, width=96)
+    assert cfg.num_test == cfg.num_val == 3  # default: as many as val
+    assert SPLITS == {'train': 0, 'val': 1, 'test': 2}
+    out = generate(cfg)
+    assert (out['train'], out['val'], out['test']) == (2, 3, 3)
+    assert read_meta(cfg.root)['num_test'] == 3
+    imgs = {split: [cv2.imread(str(p))[..., ::-1] for p in sorted(
+        (tmp_path / 'd' / 'leftImg8bit' / split).rglob('*.png'))] for split in SPLITS}
+    assert len(imgs['test']) == 3
+    for i, img in enumerate(imgs['test']):
+        assert np.array_equal(img, render_index(cfg, 'test', i)[0])
+        assert all(not np.array_equal(img, other) for s in ('train', 'val') for other in imgs[s])
+    # the val scenes are those of the key [seed, 1, index], as before the test split existed
+    assert np.array_equal(imgs['val'][0], render_scene(np.random.default_rng([0, 1, 0]), 48, 96)[0])
+    with pytest.raises(ValueError, match=r'num_test must be in \[1, 100000\]'):
+        SynthCityConfig(num_test=0)
+
+
+def test_data_without_a_test_split_says_how_to_regenerate(tmp_path):
+    """Data generated before the test split (synthcity.json without num_test, no test folders):
+    train and val still build; the test split is refused with the command that adds it."""
+    import shutil
+
+    from mmseg_ext.datasets.synthcity_dataset import SynthCityDataset
+    root = tmp_path / 'old'
+    generate(SynthCityConfig(root=str(root), num_train=1, num_val=1, height=48, width=96))
+    for folder in ('leftImg8bit', 'gtFine'):
+        shutil.rmtree(root / folder / 'test')
+    meta = json.loads((root / 'synthcity.json').read_text())
+    del meta['num_test']
+    (root / 'synthcity.json').write_text(json.dumps(meta))
+
+    def build(split):
+        return SynthCityDataset(data_root=str(root), image_size=(48, 96), pipeline=[],
+                                data_prefix=dict(img_path=f'leftImg8bit/{split}',
+                                                 seg_map_path=f'gtFine/{split}'))
+    assert len(build('val')) == 1
+    with pytest.raises(FileNotFoundError, match=r'leftImg8bit/test does not exist.*--overwrite'):
+        build('test')
+
+
+@pytest.mark.parametrize('config', ['quickstart/fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py',
+                                    'benchmark/fcn_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py'])
+def test_configs_test_on_the_test_split_and_validate_on_val(config):
+    from mmengine.config import Config
+    cfg = Config.fromfile(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs',
+                                       config))
+    assert cfg.val_dataloader.dataset.data_prefix.img_path == 'leftImg8bit/val'
+    test = cfg.test_dataloader.dataset
+    assert test.data_prefix == dict(img_path='leftImg8bit/test', seg_map_path='gtFine/test')
+    assert (test.data_root, test.get('detail_scale')) == (
+        cfg.val_dataloader.dataset.data_root, cfg.val_dataloader.dataset.get('detail_scale'))

@@ -97,7 +97,7 @@ def test_overwrite_refuses_user_files_inside_generated_folders(tmp_path):
              overwrite=True)
     fresh = tmp_path / 'fresh'
     generate(SynthCityConfig(root=str(fresh), seed=1, num_train=1, num_val=1, height=32, width=32))
-    assert _files(root) == _files(fresh) and len(_files(root)) == 6  # 4 PNGs, 2 records
+    assert _files(root) == _files(fresh) and len(_files(root)) == 8  # 6 PNGs, 2 records
     assert (root / 'gtFine/empty').is_dir() and not (root / 'gtFine/train/bochum').exists()
     assert (theirs / 'keep.txt').read_text() == 'keep'
 
@@ -143,7 +143,7 @@ def test_overwrite_of_an_interrupted_generation_or_overwrite(tmp_path, monkeypat
     (root / 'synthcity-manifest.json').unlink()
     generate(SynthCityConfig(root=str(root), num_train=1, num_val=1, height=32, width=32),
              overwrite=True)
-    assert len(_files(root)) == 6 and len(_dataset(root)) == 1
+    assert len(_files(root)) == 8 and len(_dataset(root)) == 1  # 6 PNGs, 2 records
 
 
 def test_a_damaged_manifest_cannot_point_overwrite_elsewhere(tmp_path):

@@ -5,8 +5,8 @@ in minutes, through mmseg's stock ``CityscapesDataset`` and pipelines, without d
 
 Layout written under ``root`` (exactly what ``CityscapesDataset`` expects)::
 
-    leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png        (RGB, uint8)
-    gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png    (19 train ids, 255)
+    leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png        (RGB, uint8)
+    gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png    (19 train ids, 255)
     synthcity.json    the settings, written last and atomically (synthcity_files.py: a folder
                       holding it holds one finished generation; SynthCityDataset checks that)
     synthcity-manifest.json   the PNGs above, listed before any is written: what --overwrite deletes
@@ -23,7 +23,10 @@ What makes it a small benchmark rather than noise:
   long-range context separates them (what SANet/SSANet attention claims to do).
 
 Images are generated independently from ``numpy.random.default_rng([seed, split_id, index])``, so
-the same seed gives the same bytes whatever order or subset is generated.
+the same seed gives the same bytes whatever order or subset is generated. The splits' ids are
+train 0, val 1, test 2: the held-out **test** split is drawn from a random stream of its own, never
+a val or train scene, and adding it left the train and val bytes as they were. The rule of the
+learning checks (docs/learning_check.md): every choice is made on val; test is only reported.
 
 ``detail_scale`` s multiplies the size of the small things only — pole widths, traffic-light boxes
 and sign plates, fence bars (width, spacing and band height), people, two-wheelers and their
@@ -48,6 +51,7 @@ import hashlib
 import os
 import os.path as osp
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -59,23 +63,28 @@ from .synthcity_files import (CITIES, DETAIL_SCALE_RANGE, EXTRA_PEDESTRIANS_RANG
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, \
     RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = range(19)
 IGNORE = 255
-SPLITS = {'train': 0, 'val': 1}
+SPLITS = {'train': 0, 'val': 1, 'test': 2}  # the id in each scene's random key
 
 
 @dataclass(frozen=True)
 class SynthCityConfig:
-    """What to generate. Defaults: 320 train + 80 val images of 128x256 (H x W), detail scale 1."""
+    """What to generate. Defaults: 320 train + 80 val + 80 test images of 128x256 (H x W), detail
+    scale 1. ``num_test`` None: as many test scenes as val scenes."""
     root: str = 'data/synthcity'
     seed: int = 0
     num_train: int = 320
     num_val: int = 80
+    num_test: Optional[int] = None
     height: int = 128
     width: int = 256
     detail_scale: float = 1.0
     extra_pedestrians: int = 0
 
     def __post_init__(self):
-        for key in ('seed', 'num_train', 'num_val', 'height', 'width', 'extra_pedestrians'):
+        if self.num_test is None:
+            object.__setattr__(self, 'num_test', self.num_val)  # frozen: set once, here
+        for key in ('seed', 'num_train', 'num_val', 'num_test', 'height', 'width',
+                    'extra_pedestrians'):
             value = getattr(self, key)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f'{key} must be an integer, got {value!r}')
@@ -89,6 +98,9 @@ class SynthCityConfig:
         if not (1 <= self.num_train <= MAX_SCENES and 1 <= self.num_val <= MAX_SCENES):
             raise ValueError(f'num_train and num_val must be in [1, {MAX_SCENES}] (MAX_SCENES), '
                              f'got {self.num_train} and {self.num_val}')
+        if not 1 <= self.num_test <= MAX_SCENES:
+            raise ValueError(f'num_test must be in [1, {MAX_SCENES}] (MAX_SCENES), got '
+                             f'{self.num_test}')
         if not DETAIL_SCALE_RANGE[0] <= self.detail_scale <= DETAIL_SCALE_RANGE[1]:
             raise ValueError(f'detail_scale must be in [1, 6] (1: the quickstart data, 3: the '
                              f'benchmark set), got {self.detail_scale}')
@@ -321,7 +333,7 @@ def _write_png(path: str, array: np.ndarray):
 
 
 def generate(cfg: SynthCityConfig, progress: bool = False, overwrite: bool = False) -> dict:
-    """Write the dataset; returns {'train': n, 'val': n, 'digest': sha256 of all bytes}.
+    """Write the dataset; returns {'train': n, 'val': n, 'test': n, 'digest': sha256 of all bytes}.
 
     ``cfg.root`` must be empty or missing; ``overwrite`` deletes the files an earlier generation
     recorded there first, and refuses a folder holding any other file. Before the first PNG,
@@ -329,10 +341,10 @@ def generate(cfg: SynthCityConfig, progress: bool = False, overwrite: bool = Fal
     can be overwritten too (``synthcity_files.prepare_root``). ``synthcity.json`` is written last
     and atomically, so a folder holding it holds a finished generation.
     """
-    prepare_root(cfg.root, overwrite, generated_files(cfg.num_train, cfg.num_val))
+    prepare_root(cfg.root, overwrite, generated_files(cfg.num_train, cfg.num_val, cfg.num_test))
     digest = hashlib.sha256()
     counts = {}
-    for split, n in (('train', cfg.num_train), ('val', cfg.num_val)):
+    for split, n in (('train', cfg.num_train), ('val', cfg.num_val), ('test', cfg.num_test)):
         for i, (irel, lrel) in enumerate(file_pairs(split, n)):
             img, lbl = render_index(cfg, split, i)
             ipath, lpath = osp.join(cfg.root, irel), osp.join(cfg.root, lrel)
@@ -346,7 +358,8 @@ def generate(cfg: SynthCityConfig, progress: bool = False, overwrite: bool = Fal
         counts[split] = n
     counts['digest'] = digest.hexdigest()
     write_meta(cfg.root, dict(
-        seed=cfg.seed, num_train=cfg.num_train, num_val=cfg.num_val, height=cfg.height,
+        seed=cfg.seed, num_train=cfg.num_train, num_val=cfg.num_val, num_test=cfg.num_test,
+        height=cfg.height,
         width=cfg.width, detail_scale=cfg.detail_scale, extra_pedestrians=cfg.extra_pedestrians,
         sha256=counts['digest']))
     return counts

@@ -32,7 +32,7 @@ from typing import Iterable, Iterator, Optional
 
 META_FILE = 'synthcity.json'  # generation settings, written next to leftImg8bit/ and gtFine/
 MANIFEST_FILE = 'synthcity-manifest.json'  # every file the generator writes, written before them
-CITIES = {'train': ('aachen', 'bochum', 'cologne'), 'val': ('frankfurt', )}
+CITIES = {'train': ('aachen', 'bochum', 'cologne'), 'val': ('frankfurt', ), 'test': ('berlin', )}
 IMG_DIR, IMG_SUFFIX = 'leftImg8bit', '_leftImg8bit.png'
 LBL_DIR, LBL_SUFFIX = 'gtFine', '_gtFine_labelTrainIds.png'
 # files at the root the generator always owns: its records, their temporary files, and the marker
@@ -44,11 +44,14 @@ MAX_SCENES, MIN_SIDE, MAX_SIDE = 100_000, 32, 4096
 DETAIL_SCALE_RANGE, EXTRA_PEDESTRIANS_RANGE = (1.0, 6.0), (0, 8)
 # synthcity.json's keys and types; detail_scale and extra_pedestrians came later (defaults: before)
 META_REQUIRED = dict(seed=int, num_train=int, num_val=int, height=int, width=int)
-META_OPTIONAL = dict(detail_scale=(float, 1.0), extra_pedestrians=(int, 0))
+# (num_test 0: data generated before the test split existed; building its test split says to
+# regenerate)
+META_OPTIONAL = dict(detail_scale=(float, 1.0), extra_pedestrians=(int, 0), num_test=(int, 0))
 # the range of each field, and what it is
 META_RANGE = dict(seed=(0, None, 'the seed'),
                   num_train=(1, MAX_SCENES, 'the number of train images'),
                   num_val=(1, MAX_SCENES, 'the number of val images'),
+                  num_test=(0, MAX_SCENES, 'the number of test images'),
                   height=(MIN_SIDE, MAX_SIDE, 'the image height in pixels'),
                   width=(MIN_SIDE, MAX_SIDE, 'the image width in pixels'),
                   detail_scale=(*DETAIL_SCALE_RANGE, 'the --detail-scale'),
@@ -69,9 +72,10 @@ def file_pairs(split: str, num: int) -> Iterator[tuple[str, str]]:
                osp.join(LBL_DIR, split, city, stem + LBL_SUFFIX))
 
 
-def generated_files(num_train: int, num_val: int) -> list[str]:
-    """Every PNG a generation of ``num_train`` + ``num_val`` scenes writes, relative to its root."""
-    return [p for split, n in (('train', num_train), ('val', num_val))
+def generated_files(num_train: int, num_val: int, num_test: int = 0) -> list[str]:
+    """Every PNG a generation of ``num_train`` + ``num_val`` + ``num_test`` scenes writes,
+    relative to its root."""
+    return [p for split, n in (('train', num_train), ('val', num_val), ('test', num_test))
             for pair in file_pairs(split, n) for p in pair]
 
 
@@ -119,7 +123,8 @@ def recorded_files(root: str) -> set[str]:
         meta = None
     if meta is not None:
         own.update(p.replace(os.sep, '/')
-                   for p in generated_files(meta['num_train'], meta['num_val']))
+                   for p in generated_files(meta['num_train'], meta['num_val'],
+                                            meta['num_test']))
     return own
 
 

@@ -21,6 +21,10 @@ under those options (a test-time switch, no retraining; added to finished runs t
 ``--out-dir`` (tagged ones included, e.g. ``gffnet_...-align1_seed0``), for a report while a long
 series is still running; each run is matched by the config, seed and options it recorded, not by
 its directory name.
+Every finished run is also tested on SynthCity's held-out **test** split (its final checkpoint,
+as on val) and its record written to ``--record-dir`` (default ``docs/runs/``, committed: the
+results tables are rebuilt from these records by ``results_tables.py``; a record of the config as
+it trains now is reused like a finished work dir). Choices are made on val; test is reported.
 Writes ``results.md`` (mean ± std over seeds; thin classes apart) and ``results.png``; when the
 configs validate during training (``val_interval`` below ``max_iters``, as configs/benchmark/ do
 every 500 iterations), also ``curves.md`` and ``curves.png``: per-class IoU against iterations, for
@@ -38,13 +42,18 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
-           'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
-           'bus', 'train', 'motorcycle', 'bicycle')
-THIN = ('pole', 'traffic light', 'traffic sign', 'fence', 'bicycle')  # 1-3 px or small in SynthCity
-SMALL = THIN + ('person', )  # issue #13: each must be learnt (> 5 IoU) by FCN on the benchmark set
-CONTEXT = ('truck', 'bus', 'rider')  # decidable only from distant context in SynthCity
+sys.path.insert(0, REPO)  # run from a clone: the project's own mmseg_ext
 
+from mmseg_ext.utils.run_records import (CLASSES, CONTEXT, SMALL, THIN, config_sha256,  # noqa: E402
+                                         environment, fmt, mean_std, read_record, record_name,
+                                         write_record)
+from mmseg_ext.utils.run_records import group_mean as _group_mean  # noqa: E402
+
+#: Where the run records are committed (one JSON file per finished run, issue #37).
+RECORD_DIR = osp.join('docs', 'runs')
+#: The options that make tools/test.py read the val split instead of the config's test split.
+VAL_SPLIT = ['test_dataloader.dataset.data_prefix.img_path=leftImg8bit/val',
+             'test_dataloader.dataset.data_prefix.seg_map_path=gtFine/val']
 
 def parse_per_class(log_text):
     """The last per-class IoU table mmseg's IoUMetric printed: {class: IoU}."""
@@ -104,57 +113,103 @@ def positive_iters(text):
     return value
 
 
-def test_variant(config, work_dir, label, opts, env, iters):
-    """tools/test.py on the run's last checkpoint with ``opts``: {miou, iou}."""
+def final_checkpoint(work_dir, iters):
+    """The run's last checkpoint (the one every number of the run is read from)."""
     ckpt = osp.join(work_dir, f'iter_{iters}.pth' if iters else 'latest.pth')
-    if not osp.isfile(ckpt):
-        with open(osp.join(work_dir, 'last_checkpoint')) as f:
-            ckpt = f.read().strip()
+    if osp.isfile(ckpt):
+        return ckpt
+    last = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(last):
+        with open(last) as f:
+            return f.read().strip()
+    return None
+
+
+def evaluate(config, work_dir, label, opts, env, iters, split='test'):
+    """tools/test.py on the run's final checkpoint with ``opts``, on the config's test split
+    (``split='test'``) or on val: {miou, iou}; the log goes to ``{work_dir}/{label}.log``."""
+    ckpt = final_checkpoint(work_dir, iters)
+    if ckpt is None:
+        raise FileNotFoundError(
+            f'{work_dir} holds no checkpoint to test ({label}): this run is known only by its '
+            'record; move the record away to retrain it, or leave the new test out')
+    opts = list(opts) + (VAL_SPLIT if split == 'val' else [])
     cmd = [sys.executable, osp.join(REPO, 'tools', 'test.py'), config, ckpt, '--work-dir',
-           osp.join(work_dir, f'test_{label}'), '--cfg-options', *opts]
+           osp.join(work_dir, label)] + (['--cfg-options', *opts] if opts else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
-    with open(osp.join(work_dir, f'test_{label}.log'), 'w') as f:
+    with open(osp.join(work_dir, f'{label}.log'), 'w') as f:
         f.write(log)
     if proc.returncode != 0:
         raise RuntimeError(f'{" ".join(cmd)} failed:\n{log[-3000:]}')
-    return dict(opts=opts, iou=parse_per_class(log),
-                miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]))
+    return dict(iou=parse_per_class(log), miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]))
 
 
-def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=()):
+def test_variant(config, work_dir, label, opts, env, iters):
+    """A test-time variant of the run's final checkpoint, on val (where it may be chosen) and
+    on the held-out test split (reported only): {opts, miou, iou, test: {miou, iou}}."""
+    val = evaluate(config, work_dir, f'test_{label}', opts, env, iters, split='val')
+    test = evaluate(config, work_dir, f'test_{label}_testsplit', opts, env, iters)
+    return dict(opts=opts, **val, test=test)
+
+
+def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=(), record_dir=None,
+            tag=''):
+    """A finished run of ``config`` with ``seed``: reused from ``work_dir/result.json`` or from
+    its committed record in ``record_dir`` when either is a run of the config as it trains now,
+    else trained; then tested on the held-out test split and with each of ``variants``, and its
+    record (re)written into ``record_dir`` (None: no record)."""
     result_file = osp.join(work_dir, 'result.json')
-    if osp.isfile(result_file):
-        with open(result_file) as f:
-            res = json.load(f)
+    record_file = osp.join(record_dir, record_name(config, tag, seed, iters)) if record_dir \
+        else None
+    source = result_file if osp.isfile(result_file) else record_file \
+        if record_file and osp.isfile(record_file) else None
+    if source:
+        if source == result_file:
+            with open(result_file) as f:
+                res = json.load(f)
+        else:
+            res = read_record(record_file)
+        where = work_dir if source == result_file else record_file
         if res.get('iters') != iters:
-            raise ValueError(f'{work_dir} holds a run with --iters {res.get("iters")}, not {iters}: '
+            raise ValueError(f'{where} holds a run with --iters {res.get("iters")}, not {iters}: '
                              'use another --out-dir for another schedule')
         if res.get('train_opts', []) != list(train_opts):
-            raise ValueError(f'{work_dir} was trained with --cfg-options {res.get("train_opts")}, '
+            raise ValueError(f'{where} was trained with --cfg-options {res.get("train_opts")}, '
                              f'not {list(train_opts)}: give this variant its own --tag')
         why = reuse_difference(config, seed, work_dir, iters, train_opts, res)
         if why:
             raise ValueError(
-                f'{work_dir} holds a run of another model or schedule than {config} trains now '
-                f'({why}, the run\'s value first): move that directory away to retrain it, or give '
+                f'{where} holds a run of another model or schedule than {config} trains now '
+                f'({why}, the run\'s value first): move it away to retrain it, or give '
                 'the change its own config (or --cfg-options with a --tag)')
     else:
         res = train_one(config, seed, work_dir, iters, env, train_opts)
+    before = json.dumps(res, sort_keys=True)
     log_file = osp.join(work_dir, 'train.log')
     if 'curve' not in res and osp.isfile(log_file):  # a run finished before curves were kept
         with open(log_file) as f:
             res['curve'] = parse_curve(f.read())
+    if 'test' not in res and record_dir:  # the final checkpoint on the held-out test split
+        res['test'] = evaluate(config, work_dir, 'test_split', list(train_opts), env, iters)
     # the test builds the trained model (train_opts) and then switches what the variant says
     variants = [(label, list(train_opts) + opts) for label, opts in variants]
     todo = [(label, opts) for label, opts in variants
-            if res.get('tests', {}).get(label, {}).get('opts') != opts]
+            if res.get('tests', {}).get(label, {}).get('opts') != opts
+            or (record_dir and 'test' not in res['tests'][label])]
     for label, opts in todo:
         res.setdefault('tests', {})[label] = test_variant(config, work_dir, label, opts, env,
                                                           iters)
-    if todo or not osp.isfile(result_file):
+    changed = json.dumps(res, sort_keys=True) != before
+    if osp.isdir(work_dir) and (changed or not osp.isfile(result_file)):
         with open(result_file, 'w') as f:
             json.dump(res, f, indent=1)
+    if record_file and (changed or source != record_file):
+        if 'compared' in res:
+            write_record(record_file, dict(res, tag=tag))
+        else:
+            print(f'learning_check: no record written for {work_dir}: it was trained before '
+                  'records were kept (2026-12-07) and lacks what they hold', file=sys.stderr)
     return res
 
 
@@ -196,12 +251,21 @@ def current_model_record(cfg):
 COMPARED_KEYS = ('model', 'train_cfg', 'optim_wrapper', 'param_scheduler')
 
 
+def compared_parts(cfg):
+    """``cfg``'s schedule and optimizer (COMPARED_KEYS but the model) as plain data: what a
+    run record keeps of its config besides the model record."""
+    from mmseg_ext.utils.config_diff import plain
+    return json.loads(json.dumps({k: plain(cfg.get(k)) for k in COMPARED_KEYS if k != 'model'},
+                                 sort_keys=True, default=repr))
+
+
 def reuse_difference(config, seed, work_dir, iters, train_opts, res):
     """Why the finished run in ``work_dir`` is not a run of ``config`` as it trains now, or None.
 
     Two records of the run are compared with the config (with :func:`train_options` merged):
-    the config mmengine dumped into the work dir (``model``, ``train_cfg``, ``optim_wrapper``,
-    ``param_scheduler``), and ``result.json``'s ``model_record`` (the model with every default
+    its ``compared`` schedule and optimizer (a run record's, :func:`compared_parts`; for runs
+    trained before records, the config mmengine dumped into the work dir: ``model``,
+    ``train_cfg``, ``optim_wrapper``, ``param_scheduler``), and ``result.json``'s ``model_record`` (the model with every default
     of the code filled in when it trained, :func:`current_model_record`), which also catches a
     changed default of a head. Where the record is kept, the model is compared by it alone:
     it is the dumped model with the defaults of its day filled in, so a config that pins the
@@ -216,7 +280,11 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
     if not (osp.isfile(dumped) or 'model_record' in res):
         return None
     cfg = config_as_trained(config, seed, iters, train_opts)
-    if osp.isfile(dumped):
+    if 'compared' in res:  # a run record (or a result.json written with one)
+        why = first_difference(res['compared'], compared_parts(cfg))
+        if why:
+            return why
+    elif osp.isfile(dumped):
         keys = [k for k in COMPARED_KEYS if k != 'model' or 'model_record' not in res]
         why = config_difference(Config.fromfile(dumped), cfg, keys)
         if why:
@@ -228,13 +296,24 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
     return None
 
 
+def count_params(cfg):
+    """Parameters of the model ``cfg`` builds (SyncBN as BN), as tools/train.py builds it."""
+    from mmseg.registry import MODELS
+
+    from mmseg_ext.utils import revert_sync_bn_cfg
+    model = MODELS.build(revert_sync_bn_cfg(cfg.model.copy()))
+    return sum(p.numel() for p in model.parameters())
+
+
 def train_one(config, seed, work_dir, iters, env, train_opts):
     opts = train_options(seed, iters, train_opts)
-    record = current_model_record(config_as_trained(config, seed, iters, train_opts))
+    cfg = config_as_trained(config, seed, iters, train_opts)
+    record, compared = current_model_record(cfg), compared_parts(cfg)
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
            '--cfg-options', *opts]
     start = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.time() - start
     log = proc.stdout + proc.stderr
     os.makedirs(work_dir, exist_ok=True)
     with open(osp.join(work_dir, 'train.log'), 'w') as f:
@@ -243,9 +322,11 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
         raise RuntimeError(f'{" ".join(cmd)} failed:\n{log[-3000:]}')
     iou = parse_per_class(log)
     res = dict(config=osp.basename(config), seed=seed, iou=iou,
-               miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=time.time() - start,
+               miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=seconds,
                iters=iters, train_opts=list(train_opts), curve=parse_curve(log),
-               model_record=record)
+               model_record=record, compared=compared,
+               config_sha256=config_sha256(record, compared), params=count_params(cfg),
+               environment=environment(REPO))
     return res
 
 
@@ -258,7 +339,7 @@ def name_tagged(res, name, tag):
 
 def group_mean(res, classes):
     """Mean IoU of one run over a class group (THIN or CONTEXT)."""
-    return statistics.mean(res['iou'][c] for c in classes)
+    return _group_mean(res['iou'], classes)
 
 
 def recorded_config(work_dir, res):
@@ -274,8 +355,9 @@ def recorded_config(work_dir, res):
     return dumped[0] if len(dumped) == 1 else None
 
 
-def finished_runs(configs, seeds, out_dir, iters):
-    """The runs of ``configs`` finished in ``out_dir``: untagged first, then each ``-tag``, by seed.
+def finished_runs(configs, seeds, out_dir, iters, record_dir=None):
+    """The runs of ``configs`` finished in ``out_dir`` or recorded in ``record_dir`` (a work dir
+    and a record of the same run count once): untagged first, then each ``-tag``, by seed.
 
     A run belongs to the config and options it recorded (:func:`recorded_config`, the seed and
     ``train_opts`` of its ``result.json``), never to a config whose name merely prefixes its
@@ -304,27 +386,32 @@ def finished_runs(configs, seeds, out_dir, iters):
                   file=sys.stderr)
             continue
         found.append((names.index(name), m.group(1) or '', seeds.index(rec['seed']), d, opts))
+    for rec in _records(record_dir, iters):
+        name, tag = osp.splitext(rec['config'])[0], rec.get('tag', '')
+        d = f"{name}{'-' + tag if tag else ''}_seed{rec['seed']}"
+        if name in names and rec['seed'] in seeds and all(f[3] != d for f in found):
+            found.append((names.index(name), tag, seeds.index(rec['seed']), d,
+                          rec['train_opts']))
     results = []
     for i, tag, k, d, opts in sorted(found):
-        res = run_one(configs[i], seeds[k], osp.join(out_dir, d), iters, None, opts)
+        res = run_one(configs[i], seeds[k], osp.join(out_dir, d), iters, None, opts, (),
+                      record_dir, tag)
         res['config'] = res.get('config') or f'{names[i]}.py'  # recorded by the dumped config
         results.append(name_tagged(res, names[i], tag))
     return results
 
 
-def mean_std(values):
-    values = [v for v in values if v == v]  # drop nan (class absent from val)
-    if not values:
-        return float('nan'), float('nan')
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def fmt(values):
-    """'mean ± std'; a single run has no spread, so just its value."""
-    m, s = mean_std(values)
-    if sum(v == v for v in values) == 1:
-        return f'{m:.1f}'
-    return f'{m:.1f} ± {s:.1f}'
+def _records(record_dir, iters):
+    """The run records in ``record_dir`` of runs with ``--iters`` ``iters``."""
+    if not record_dir or not osp.isdir(record_dir):
+        return []
+    out = []
+    for n in sorted(os.listdir(record_dir)):
+        if n.endswith('.json'):
+            rec = read_record(osp.join(record_dir, n))
+            if rec['iters'] == iters:
+                out.append(rec)
+    return out
 
 
 def short_name(res):
@@ -338,7 +425,7 @@ def expand_variants(results):
         out.append(r)
         for label, t in r.get('tests', {}).items():
             out.append(dict(r, config=f"{r['config']} [{label}]", short=f"{short_name(r)} [{label}]",
-                            iou=t['iou'], miou=t['miou']))
+                            iou=t['iou'], miou=t['miou'], test=t.get('test')))
     return out
 
 
@@ -348,8 +435,9 @@ def write_report(results, out_dir, seeds, iters):
     by = {n: [r for r in results if r['config'] == n] for n in names}
     short = {n: short_name(by[n][0]) for n in names}
     lines = [f'Seeds {seeds}; ' + (f'{iters} iterations each' if iters else 'schedule of each config'),
-             '', '| config | mIoU | thin classes | context classes | lowest thin class or person '
-             '(mean) | train time / run | seeds |', '| --- | --- | --- | --- | --- | --- | --- |']
+             '', '| config | mIoU | test mIoU | thin classes | context classes | lowest thin class '
+             'or person (mean) | train time / run | seeds |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for n in names:
         rs = by[n]
         thin = [group_mean(r, THIN) for r in rs]
@@ -357,7 +445,9 @@ def write_report(results, out_dir, seeds, iters):
         secs = statistics.mean(r['seconds'] for r in rs)
         low = min(SMALL, key=lambda c: mean_std([r['iou'][c] for r in rs])[0])
         low_iou = mean_std([r['iou'][low] for r in rs])[0]
-        lines.append(f"| {n} | {fmt([r['miou'] for r in rs])} | {fmt(thin)} | {fmt(ctx)} | "
+        tests = [r['test']['miou'] for r in rs if r.get('test')]
+        lines.append(f"| {n} | {fmt([r['miou'] for r in rs])} | {fmt(tests) if tests else '-'} | "
+                     f"{fmt(thin)} | {fmt(ctx)} | "
                      f"{low} {low_iou:.1f} | {secs / 60:.1f} min | "
                      f"{', '.join(str(r['seed']) for r in rs)} |")
     lines += ['', 'Per-class IoU (mean ± std over seeds; no spread where one seed ran):', '',
@@ -368,6 +458,7 @@ def write_report(results, out_dir, seeds, iters):
         lines.append(f'| {c}{tag} | ' + ' | '.join(fmt([r['iou'][c] for r in by[n]]) for n in names)
                      + ' |')
     text = '\n'.join(lines) + '\n'
+    os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, 'results.md'), 'w') as f:
         f.write(text)
     try:
@@ -450,8 +541,12 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='train every config with these changes (needs --tag)')
     parser.add_argument('--tag', default='', help='suffix of the run names for --cfg-options')
+    parser.add_argument('--record-dir', default=osp.join(REPO, RECORD_DIR),
+                        help='where each finished run\'s record is written and read (committed: '
+                        'the tables are built from it; default: docs/runs/ of this clone)')
     parser.add_argument('--finished-only', action='store_true',
-                        help='train nothing: report the runs of these configs finished in --out-dir')
+                        help='train nothing: report the runs of these configs finished in --out-dir '
+                        'or recorded in --record-dir')
     parser.add_argument('--test-variants', nargs='+', type=parse_variant, default=[],
                         metavar='LABEL:KEY=VALUE[,KEY=VALUE]',
                         help='also test each final checkpoint with these options')
@@ -464,9 +559,11 @@ def main(argv=None):
         if args.tag or args.test_variants:
             parser.error('--finished-only reports finished runs as they are: it takes no --tag, '
                          '--cfg-options or --test-variants')
-        results = finished_runs(args.configs, args.seeds, args.out_dir, args.iters)
+        results = finished_runs(args.configs, args.seeds, args.out_dir, args.iters,
+                                args.record_dir)
         if not results:
-            sys.exit(f'no finished run of these configs with seeds {args.seeds} in {args.out_dir}')
+            sys.exit(f'no finished run of these configs with seeds {args.seeds} in {args.out_dir} '
+                     f'or {args.record_dir}')
     else:
         results = []
         for seed in args.seeds:
@@ -474,7 +571,8 @@ def main(argv=None):
                 name = osp.splitext(osp.basename(config))[0]
                 run = name + (f'-{args.tag}' if args.tag else '')
                 res = run_one(config, seed, osp.join(args.out_dir, f'{run}_seed{seed}'), args.iters,
-                              env, args.cfg_options, args.test_variants)
+                              env, args.cfg_options, args.test_variants, args.record_dir,
+                              args.tag)
                 name_tagged(res, name, args.tag)
                 print(f"{run} seed {seed}: mIoU {res['miou']:.2f} ({res['seconds'] / 60:.1f} min)",
                       flush=True)

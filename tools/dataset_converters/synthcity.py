@@ -1,6 +1,7 @@
 """Generate SynthCity, the embedded Cityscapes-layout benchmark (see mmseg_ext/datasets/synthcity.py).
 
     python tools/dataset_converters/synthcity.py data/synthcity [--seed 0] [--num-train 320] [--num-val 80]
+        [--num-test N]    (the held-out test split, its own random stream; default: as many as val)
         [--overwrite]     (the folder must be new or empty; --overwrite deletes the SynthCity data in it:
                            the files its synthcity-manifest.json lists, and refuses, deleting nothing,
                            a folder holding any other file)
@@ -43,6 +44,9 @@ def main():
                         help=f'train images, 1 to {MAX_SCENES}')
     parser.add_argument('--num-val', type=int, default=SynthCityConfig.num_val,
                         help=f'val images, 1 to {MAX_SCENES}')
+    parser.add_argument('--num-test', type=int, default=None,
+                        help=f'held-out test images, 1 to {MAX_SCENES}, drawn from a random stream '
+                        'of their own (never a val scene); default: as many as --num-val')
     parser.add_argument('--height', type=int, default=SynthCityConfig.height,
                         help=f'image height in pixels, {MIN_SIDE} to {MAX_SIDE}')
     parser.add_argument('--width', type=int, default=SynthCityConfig.width,
@@ -64,8 +68,8 @@ def main():
     args = parser.parse_args()
     try:
         cfg = SynthCityConfig(root=args.root, seed=args.seed, num_train=args.num_train,
-                              num_val=args.num_val, height=args.height, width=args.width,
-                              detail_scale=args.detail_scale,
+                              num_val=args.num_val, num_test=args.num_test, height=args.height,
+                              width=args.width, detail_scale=args.detail_scale,
                               extra_pedestrians=args.extra_pedestrians)
     except (TypeError, ValueError) as e:
         parser.error(str(e))
@@ -76,7 +80,8 @@ def main():
         out = generate(cfg, progress=True, overwrite=args.overwrite)
     except (FileExistsError, NotADirectoryError) as e:
         parser.error(str(e))
-    print(f"SynthCity written to {cfg.root}: {out['train']} train + {out['val']} val images "
+    print(f"SynthCity written to {cfg.root}: {out['train']} train + {out['val']} val + "
+          f"{out['test']} test images "
           f"({cfg.height}x{cfg.width}, seed {cfg.seed}, detail scale {cfg.detail_scale:g}, "
           f"{cfg.extra_pedestrians} extra pedestrians) in {time.time() - start:.1f}s; sha256 {out['digest']}")
 

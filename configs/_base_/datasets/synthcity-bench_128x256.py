@@ -12,4 +12,4 @@ data_root = '{{$SYNTHCITY_BENCH_ROOT:data/synthcity-bench}}'
 generator = dict(detail_scale=3, extra_pedestrians=2)
 train_dataloader = dict(dataset=dict(data_root=data_root, **generator))
 val_dataloader = dict(dataset=dict(data_root=data_root, **generator))
-test_dataloader = val_dataloader
+test_dataloader = dict(dataset=dict(data_root=data_root, **generator))  # its test split

@@ -49,4 +49,14 @@ val_dataloader = dict(
     num_workers=2,
     dataset=dict(
         type=dataset_type, data_root=data_root, image_size=image_size, pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# the held-out test split (--num-test, a random stream of its own): tools/test.py reports it;
+# choices (defaults, checkpoints, test-time options) are made on val (docs/learning_check.md)
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        image_size=image_size,
+        data_prefix=dict(img_path='leftImg8bit/test', seg_map_path='gtFine/test'),
+        pipeline=test_pipeline))
