@@ -1,0 +1,160 @@
+"""Issue #37: run records (docs/runs/) and the tables and figures generated from them alone."""
+import json
+import os
+import os.path as osp
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from mmseg_ext.utils.run_records import (CLASSES, RECORD_FORMAT, config_sha256, read_record,
+                                         record_name, write_record)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+QUICK = '_r18tiny-d8_1xb8-1k_synthcity-128x256.py'
+BENCH = '_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py'
+
+
+@pytest.fixture(scope='module')
+def rt(load_analysis_tool):
+    return load_analysis_tool('results_tables')
+
+
+@pytest.fixture(scope='module')
+def lc(load_analysis_tool):
+    return load_analysis_tool('learning_check')
+
+
+def _iou(v, **over):
+    return dict({c: v for c in CLASSES}, **over)
+
+
+def _record(config, seed, val, test, curve=(), **extra):
+    model, compared = {'type': 'EncoderDecoder'}, {'train_cfg': {'max_iters': 1000}}
+    return dict(config=config, tag='', seed=seed, iters=None, train_opts=[], miou=val,
+                iou=_iou(val), test=dict(miou=test, iou=_iou(test)), model_record=model,
+                compared=compared, config_sha256=config_sha256(model, compared), seconds=600.0,
+                params=1_234_567, curve=[dict(iter=i, miou=m, iou=_iou(m)) for i, m in curve],
+                environment=dict(machine=dict(cpus=2, cpu='AMD EPYC', gpu=None),
+                                 versions=dict(torch='2.14.1', mmseg='1.2.2'),
+                                 commit='0123456789abcdef', date=f'2026-12-07 1{seed}:00 UTC'),
+                **extra)
+
+
+def _fake_repo(tmp_path, records):
+    """A tree with the files results_tables reads and writes: the blocks of every kind, records."""
+    repo = tmp_path / 'repo'
+    (repo / 'docs' / 'runs').mkdir(parents=True)
+    (repo / 'configs' / 'x').mkdir(parents=True)
+    names = ['summary'] + [f'{s}{k}' for s in ('quickstart', 'benchmark')
+                           for k in ('', '-classes', '-curves', '-runs')]
+    (repo / 'README.md').write_text('intro\n<!-- results:summary -->\nstale\n<!-- /results:summary -->\nend\n')
+    (repo / 'docs' / 'all.md').write_text(''.join(
+        f'<!-- results:{n} -->\n<!-- /results:{n} -->\n\n' for n in names))
+    (repo / 'configs' / 'x' / 'README.md').write_text('no blocks here\n')
+    for rec in records:
+        write_record(str(repo / 'docs' / 'runs' / record_name(rec['config'], '', rec['seed'],
+                                                              None)), rec)
+    return repo
+
+
+def test_record_round_trip_and_refusals(tmp_path):
+    rec = _record('fcn' + QUICK, 0, 30.0, 28.0)
+    path = tmp_path / record_name(rec['config'], '', 0, None)
+    write_record(str(path), rec)
+    got = read_record(str(path))
+    assert got['format'] == RECORD_FORMAT and got['test']['miou'] == 28.0
+    assert path.name == 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256_seed0.json'
+    assert record_name('a/b.py', 'align1', 2, 300) == 'b-align1_seed2_iters300.json'
+    text = path.read_text()
+    write_record(str(path), json.loads(text))
+    assert path.read_text() == text  # stable bytes: sorted keys, fixed indents
+    with pytest.raises(ValueError, match=r"needs \['test'\]"):
+        write_record(str(tmp_path / 'x.json'), {k: v for k, v in rec.items() if k != 'test'})
+    bad = json.loads(text)
+    del bad['test']['iou']['pole']
+    (tmp_path / 'bad.json').write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match='must name the 19 classes'):
+        read_record(str(tmp_path / 'bad.json'))
+
+
+def test_tables_and_figures_come_from_the_records(rt, tmp_path):
+    records = [_record('fcn' + QUICK, 0, 30.0, 28.0), _record('fcn' + QUICK, 1, 31.0, 29.0),
+               _record('gffnet' + BENCH, 0, 60.0, 58.5, curve=[(500, 20.0), (1000, 40.0)]),
+               # a tagged run and a shortened run are not the config's own: not tabulated
+               dict(_record('fcn' + QUICK, 2, 99.0, 99.0), tag='x', train_opts=['a=1']),
+               dict(_record('fcn' + QUICK, 2, 98.0, 98.0), iters=300)]
+    repo = _fake_repo(tmp_path, records[:3])
+    write_record(str(repo / 'docs' / 'runs' / 'tagged.json'), records[3])
+    write_record(str(repo / 'docs' / 'runs' / 'short.json'), records[4])
+    assert rt.main(['--repo', str(repo), '--check']) == 1  # blocks still empty / stale
+    assert rt.main(['--repo', str(repo)]) == 0
+    assert rt.main(['--repo', str(repo), '--check']) == 0
+    readme = (repo / 'README.md').read_text()
+    assert readme.startswith('intro\n<!-- results:summary -->\n| model |') and 'stale' not in readme
+    assert '| FCN | 30.5 ± 0.7 | 28.5 ± 0.7 | - | - | - | 1.23M | 0, 1 / - |' in readme
+    assert '| GFFNet | - | - | 60.0 | 58.5 | 60.0 / 58.5 | 1.23M | - / 0 |' in readme
+    assert '99.0' not in readme and '98.0' not in readme
+    docs = (repo / 'docs' / 'all.md').read_text()
+    assert '| FCN | 30.5 ± 0.7 | 28.5 ± 0.7 | 30.5 ± 0.7 | 28.5 ± 0.7 |' in docs
+    assert '| SANet | - | - | - | - | - | - | - | - | none yet |' in docs
+    assert '| pole (thin) | 30.5 ± 0.7 | 28.5 ± 0.7 |' in docs
+    assert '| 500 | 20.0 |' in docs and '| 1000 | 40.0 |' in docs
+    assert 'No seed-0 run of the quickstart set with more than one validation' in docs
+    assert '2 runs, records in docs/runs/ (fcn' in docs and '2-CPU AMD EPYC, no GPU' in docs
+    assert (repo / 'configs' / 'x' / 'README.md').read_text() == 'no blocks here\n'
+    svg = (repo / 'docs' / 'figures' / 'benchmark_results.svg').read_text()
+    assert ET.fromstring(svg).tag.endswith('svg') and '>60.0<' in svg and '>58.5<' in svg
+    # a hand edit of a generated cell is caught and named
+    (repo / 'docs' / 'all.md').write_text(docs.replace('30.5 ± 0.7', '35.5 ± 0.7', 1))
+    assert rt.main(['--repo', str(repo), '--check']) == 1
+
+
+def test_an_unknown_block_is_refused(rt, tmp_path):
+    repo = _fake_repo(tmp_path, [])
+    (repo / 'docs' / 'typo.md').write_text('<!-- results:benchmak -->\n<!-- /results:benchmak -->\n')
+    with pytest.raises(ValueError, match=r"unknown results block 'benchmak'"):
+        rt.main(['--repo', str(repo), '--check'])
+
+
+def test_committed_tables_are_what_the_committed_records_give(rt, tmp_path):
+    """The must-show of issue #37: only the committed records and Markdown files (a fresh clone,
+    no work_dirs/) reproduce every results table and figure byte for byte."""
+    fresh = tmp_path / 'clone'
+    for rel in ['README.md'] + [osp.relpath(p, REPO) for p in rt.markdown_files(REPO)[1:]]:
+        os.makedirs(fresh / osp.dirname(rel), exist_ok=True)
+        shutil.copy(osp.join(REPO, rel), fresh / rel)
+    shutil.copytree(osp.join(REPO, 'docs', 'runs'), fresh / 'docs' / 'runs', dirs_exist_ok=True)
+    os.makedirs(fresh / 'docs' / 'figures', exist_ok=True)
+    for s in rt.SETS:
+        shutil.copy(osp.join(REPO, 'docs', 'figures', f'{s}_results.svg'),
+                    fresh / 'docs' / 'figures')
+    assert rt.main(['--repo', str(fresh), '--check']) == 0
+    assert rt.main(['--check']) == 0
+
+
+def test_a_record_is_reused_without_its_work_dir(lc, tmp_path):
+    """A committed record of the config as it trains now stands for the run on a machine without
+    the work dir (nothing trained); a record of another model is refused, naming the record."""
+    config = tmp_path / 'cfg.py'
+    config.write_text("model = dict(type='EncoderDecoder', decode_head=dict(type='FCNHead', "
+                      "in_channels=8, channels=4, num_classes=3))\n"
+                      "train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, val_interval=500)\n"
+                      "param_scheduler = [dict(type='PolyLR', end=4000)]\n")
+    cfg = lc.config_as_trained(str(config), 0, None, [])
+    model, compared = lc.current_model_record(cfg), lc.compared_parts(cfg)
+    rec = dict(_record('cfg.py', 0, 40.0, 39.0), model_record=model, compared=compared,
+               config_sha256=config_sha256(model, compared))
+    records = tmp_path / 'runs'
+    write_record(str(records / 'cfg_seed0.json'), rec)
+    got = lc.run_one(str(config), 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
+    assert (got['miou'], got['test']['miou']) == (40.0, 39.0)
+    assert not (tmp_path / 'gone').exists()
+    found = lc.finished_runs([str(config)], [0], str(tmp_path / 'none'), None, str(records))
+    assert [(r['config'], r['seed'], r['miou']) for r in found] == [('cfg.py', 0, 40.0)]
+    changed = json.loads(json.dumps(rec))
+    changed['model_record']['decode_head']['num_convs'] = 1
+    write_record(str(records / 'cfg_seed0.json'), changed)
+    with pytest.raises(ValueError, match=r'cfg_seed0\.json holds a run of another model.*'
+                       r'num_convs 1 vs 2'):
+        lc.run_one(str(config), 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
