@@ -158,3 +158,29 @@ def test_a_record_is_reused_without_its_work_dir(lc, tmp_path):
     with pytest.raises(ValueError, match=r'cfg_seed0\.json holds a run of another model.*'
                        r'num_convs 1 vs 2'):
         lc.run_one(str(config), 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
+
+
+def test_reuse_follows_what_the_model_computes_not_its_spelling(lc, tmp_path):
+    """Issue #37: a record whose model record differs only in spelling (a renamed argument, as a
+    refactor does) is reused when the fingerprint — initial weights, first step's losses and
+    gradients — is the config's; the same arguments with another fingerprint are refused."""
+    config = osp.join(REPO, 'configs', 'quickstart', 'fcn' + QUICK)
+    cfg = lc.config_as_trained(config, 0, None, [])
+    model, compared = lc.current_model_record(cfg), lc.compared_parts(cfg)
+    fingerprint = lc.model_fingerprint(cfg)
+    assert fingerprint == lc.model_fingerprint(cfg)  # deterministic
+    respelled = json.loads(json.dumps(model))
+    respelled['decode_head']['old_name_of_an_argument'] = respelled['decode_head'].pop('num_convs')
+    rec = dict(_record('fcn' + QUICK, 0, 30.0, 29.0), model_record=respelled, compared=compared,
+               fingerprint=fingerprint, config_sha256=config_sha256(respelled, compared))
+    records = tmp_path / 'runs'
+    write_record(str(records / record_name(config, '', 0, None)), rec)
+    got = lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
+    assert got['miou'] == 30.0
+    other = dict(rec, model_record=model, fingerprint='0' * 64)
+    write_record(str(records / record_name(config, '', 0, None)), other)
+    with pytest.raises(ValueError, match=r'the same arguments, but the initial weights'):
+        lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
+    # and a changed argument (the dropout of the head) changes the fingerprint
+    changed = lc.config_as_trained(config, 0, None, ['model.decode_head.dropout_ratio=0.5'])
+    assert lc.model_fingerprint(changed) != fingerprint

@@ -289,11 +289,76 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
         why = config_difference(Config.fromfile(dumped), cfg, keys)
         if why:
             return why
+    if 'fingerprint' in res:
+        # what the model computes decides, not how its arguments are spelled: a refactor that
+        # renames an argument (its record differs) but keeps every initial weight and the first
+        # step's losses and gradients keeps the run; the reverse is refused
+        if res['fingerprint'] == model_fingerprint(cfg):
+            return None
+        why = first_difference(res['model_record'], current_model_record(cfg), 'model')
+        return (why + ' (a default of the code changed since it trained)' if why else
+                'model: the same arguments, but the initial weights or the first step\'s losses '
+                'or gradients differ from the run\'s (the code changed what the model computes)')
     if 'model_record' in res:
         why = first_difference(res['model_record'], current_model_record(cfg), 'model')
         if why:
             return why + ' (a default of the code changed since it trained)'
     return None
+
+
+def model_fingerprint(cfg, size=(64, 128)):
+    """sha256 of what training the model of ``cfg`` starts from and first computes, on this
+    machine and stack: every initial weight (the state dict's names, shapes and bytes after
+    ``init_weights()`` under seed 0), and the losses and per-parameter gradient sums of one
+    training step on a fixed random batch of 2 images of ``size`` (to 6 significant digits:
+    a refactor may reorder floating-point sums). Compared by the reuse rule."""
+    import hashlib
+
+    import torch
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    from mmseg_ext.utils import revert_sync_bn_cfg
+    import logging
+
+    from mmengine.logging import MMLogger
+    current_model_record(cfg)  # registers mmseg and the config's custom imports
+    rng_state = torch.random.get_rng_state()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # init_weights() logs every parameter at INFO
+    try:
+        torch.manual_seed(0)
+        model = MODELS.build(revert_sync_bn_cfg(cfg.model.copy()))
+        model.init_weights()
+        digest = hashlib.sha256()
+        for name, value in sorted(model.state_dict().items()):
+            digest.update(f'{name}{tuple(value.shape)}{value.dtype}'.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        gen = torch.Generator().manual_seed(0)
+        inputs = torch.randn(2, 3, *size, generator=gen)
+        num_classes = model.decode_head.num_classes
+        samples = []
+        for _ in range(2):
+            sample = SegDataSample()
+            sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, *size),
+                                                             generator=gen))
+            sample.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size))
+            samples.append(sample)
+        model.train()
+        losses = model.loss(inputs, samples)
+        total = sum(v for k, v in sorted(losses.items()) if 'loss' in k)
+        total.backward()
+        numbers = [f'{k}={float(v.detach()):.6g}' for k, v in sorted(losses.items())
+                   if torch.is_tensor(v) and v.numel() == 1]
+        numbers += [f'{n}={float(p.grad.double().sum()):.6g}' if p.grad is not None else
+                    f'{n}=None' for n, p in sorted(model.named_parameters())]
+        digest.update(';'.join(numbers).encode())
+        return digest.hexdigest()
+    finally:
+        torch.random.set_rng_state(rng_state)
+        logger.setLevel(level)
 
 
 def count_params(cfg):
@@ -309,6 +374,7 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
     opts = train_options(seed, iters, train_opts)
     cfg = config_as_trained(config, seed, iters, train_opts)
     record, compared = current_model_record(cfg), compared_parts(cfg)
+    fingerprint = model_fingerprint(cfg)
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
            '--cfg-options', *opts]
     start = time.time()
@@ -326,6 +392,7 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
                iters=iters, train_opts=list(train_opts), curve=parse_curve(log),
                model_record=record, compared=compared,
                config_sha256=config_sha256(record, compared), params=count_params(cfg),
+               fingerprint=fingerprint,
                environment=environment(REPO))
     return res
 
