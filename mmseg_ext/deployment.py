@@ -19,16 +19,15 @@ instead. The sparse non-local op of SSANet runs its exportable path while export
 (:mod:`mmseg_ext.ops.sparse_nonlocal.export`), with either exporter.
 """
 import inspect
-import logging
 import math
-import os.path as osp
-import re
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from .apis import (CheckpointMismatchError, build_segmentor, load_weights,  # noqa: F401
+                   mismatch_summary)
 from .utils.checks import is_int
 
 __all__ = ['ExportError', 'CheckpointMismatchError', 'SegLogits', 'build_segmentor',
@@ -42,11 +41,6 @@ TORCHSCRIPT_OPSET = 17
 
 class ExportError(RuntimeError):
     """A model/option combination that cannot be exported; the message says what to change."""
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint whose weights are not the model's (another model's checkpoint, or one of the
-    config before its model changed); the message names the file, what differs and what to do."""
 
 
 def exporter_name(dynamo: bool) -> str:
@@ -81,143 +75,6 @@ class SegLogits(nn.Module):
 
 
 #: How many keys of each kind (missing, unexpected, of another shape) a mismatch message lists.
-MISMATCH_EXAMPLES = 3
-
-
-def _shape(text: str) -> str:
-    return 'x'.join(d.strip() for d in text.split(',') if d.strip()) or 'scalar'
-
-
-def mismatch_summary(message: str, examples: int = MISMATCH_EXAMPLES) -> str:
-    """mmengine's strict ``load_state_dict`` error ``message`` in words: how many weights the
-    checkpoint lacks, has in excess and has in another shape, per top-level module, each with
-    its first ``examples`` keys, e.g. ``'it lacks 24 weights of the model (in decode_head),
-    e.g. decode_head.conv_seg.weight, ...'``."""
-    sizes = re.findall(r'size mismatch for ([\w.]+): copying a param with shape torch\.Size\('
-                       r'\[([^\]]*)\]\) from checkpoint, the shape in current model is '
-                       r'torch\.Size\(\[([^\]]*)\]\)', message)
-    shapes = {k: f'{_shape(a)} in the file, {_shape(b)} in the model' for k, a, b in sizes}
-    parts = []
-    for label, pattern in (('lacks {} of the model', 'missing keys in source state_dict'),
-                           ('has {} the model does not have',
-                            'unexpected key in source state_dict'),
-                           ('has {} of another shape', None)):
-        if pattern is None:
-            keys = re.findall(r'size mismatch for ([\w.]+)', message)
-        else:
-            found = re.search(pattern + r': ([^\n]*)', message)
-            keys = [k.strip() for k in found.group(1).split(',') if k.strip()] if found else []
-        if not keys:
-            continue
-        modules = sorted({k.split('.')[0] for k in keys})
-        count = f'{len(keys)} weight' + ('s' if len(keys) > 1 else '')
-        shown = ', '.join(f'{k} ({shapes[k]})' if k in shapes else k for k in keys[:examples])
-        more = ', e.g. ' if len(keys) > examples else ': '
-        parts.append('it ' + label.format(count) + f' (in {", ".join(modules)}){more}{shown}')
-    return '; '.join(parts) or message.strip()[:300]
-
-
-def _recorded_config(checkpoint) -> Optional[str]:
-    """What an mmengine runner's checkpoint records of its config, in words, or None: its
-    ``meta``'s ``experiment_name`` is ``{config name}_{YYYYmmdd_HHMMSS}`` (unless the config
-    set ``experiment_name``)."""
-    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    name = meta.get('experiment_name') if isinstance(meta, dict) else None
-    found = re.fullmatch(r'([\w.+-]{1,200})_\d{8}_\d{6}', name) if isinstance(name, str) else None
-    return f'the run {name}, i.e. the config {found.group(1)}.py' if found else None
-
-
-def load_weights(model: nn.Module, checkpoint: str, strict: bool = True,
-                 model_name: str = 'this model',
-                 advice: str = 'Give the checkpoint trained with this config, or the config it '
-                 'was trained with') -> dict:
-    """Load the file ``checkpoint`` into ``model`` (CPU) as mmengine's ``load_checkpoint`` does
-    (read with the weights-only unpickler ``mmseg_ext`` sets up, a ``module.`` prefix stripped)
-    and return the checkpoint (a dict, ``meta`` included).
-
-    ``strict`` (the default): the checkpoint must hold every weight of the model, in its shape,
-    and no other; if not, :class:`CheckpointMismatchError` names the file, the first missing,
-    unexpected and mis-shaped keys (:func:`mismatch_summary`) and the config the checkpoint's
-    meta records, says that it looks like another model's checkpoint, and ends with ``advice``
-    (what to give instead, which flag to pass). A partial load would leave, e.g., the decode
-    head of an FCN checkpoint loaded into an SANet model at its random initialisation, without
-    an error. ``strict=False`` loads the weights that match (same key and shape) and warns with
-    the same summary; the others keep their values in ``model``.
-    """
-    from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
-
-    # mmengine's load_checkpoint in two steps, to keep the checkpoint for the message
-    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    if not isinstance(ckpt, dict):
-        raise CheckpointMismatchError(f'{checkpoint} holds no state_dict (it holds a '
-                                      f'{type(ckpt).__name__}): give a model checkpoint')
-    try:
-        # strict=True copies every weight that matches, then raises if any did not
-        _load_checkpoint_to_model(model, ckpt, strict=True)
-    except RuntimeError as e:
-        if 'do not match' not in str(e):
-            raise
-        summary = mismatch_summary(str(e))
-        if not strict:
-            warnings.warn(f'{checkpoint} loaded partially (not strict): {summary}; those weights '
-                          'keep their values in the model')
-            return ckpt
-        recorded = _recorded_config(ckpt)
-        trained = f' (its meta names {recorded})' if recorded else ''
-        raise CheckpointMismatchError(
-            f'{checkpoint} is not a checkpoint of {model_name}: {summary}. It looks like another '
-            f"model's checkpoint{trained}, or one of this config before its model changed. "
-            f'{advice}.') from None
-    return ckpt
-
-
-def build_segmentor(config, checkpoint: Optional[str] = None,
-                    cfg_options: Optional[dict] = None, strict: bool = True) -> nn.Module:
-    """The segmentor of ``config`` (path or Config) in eval mode on CPU.
-
-    ``checkpoint`` is loaded by :func:`load_weights` (mmengine's ``load_checkpoint``, which reads
-    with torch's weights-only unpickler, ``mmseg_ext.checkpoint``): ``strict`` (the default), a
-    checkpoint whose weights are not those of this config's model is refused with
-    :class:`CheckpointMismatchError`; ``strict=False`` (``pytorch2onnx.py --no-strict``) loads
-    the weights that match and the rest keep the config's initialisation (``init_weights``).
-    None keeps the config's initialisation. SyncBN becomes BN (export runs on CPU).
-    """
-    import mmseg_ext  # noqa: F401  (registry entries + safe checkpoint loading)
-    from mmengine import Config
-    from mmengine.logging import MMLogger
-    from mmseg.apis import init_model
-
-    from .utils import revert_sync_bn_cfg
-
-    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    revert_sync_bn_cfg(cfg.model)
-    model = init_model(cfg, None, device='cpu')
-    if checkpoint is None or not strict:
-        logger = MMLogger.get_current_instance()
-        level = logger.level
-        logger.setLevel(logging.WARNING)  # not one INFO line per parameter
-        try:
-            model.init_weights()
-        finally:
-            logger.setLevel(level)
-    if checkpoint is not None:
-        name = (config if isinstance(config, str) else cfg.filename) or 'this config'
-        head = cfg.model.get('decode_head') or {}
-        head = (head[-1] if isinstance(head, (list, tuple)) else head).get('type')
-        ckpt = load_weights(
-            model, checkpoint, strict,
-            f"the model of {osp.basename(name)}{f' ({head})' if head else ''}",
-            'Give the checkpoint trained with this config, or export it with the config it was '
-            'trained with; --no-strict (strict=False) exports it anyway, the weights that do not '
-            "match keeping the config's initialisation")
-        meta = ckpt.get('meta')
-        if isinstance(meta, dict) and meta.get('dataset_meta'):
-            model.dataset_meta = meta['dataset_meta']
-    return model.eval()
-
-
 def _check_model(model: nn.Module, shape: Sequence[int]) -> Tuple[int, int]:
     if not hasattr(model, 'encode_decode'):
         raise ExportError(f'{type(model).__name__} has no encode_decode: the exporter takes '

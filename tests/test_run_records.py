@@ -184,3 +184,14 @@ def test_reuse_follows_what_the_model_computes_not_its_spelling(lc, tmp_path):
     # and a changed argument (the dropout of the head) changes the fingerprint
     changed = lc.config_as_trained(config, 0, None, ['model.decode_head.dropout_ratio=0.5'])
     assert lc.model_fingerprint(changed) != fingerprint
+
+
+def test_building_leaves_the_callers_config_alone():
+    """build_segmentor works on its own copy (mmseg's init_model sets model.train_cfg=None)."""
+    from mmengine.config import Config
+
+    from mmseg_ext.apis import build_segmentor
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'quickstart', 'fcn' + QUICK))
+    before = cfg.to_dict()
+    build_segmentor(cfg, weights='offline', cfg_options={'model.auxiliary_head': None})
+    assert cfg.to_dict() == before

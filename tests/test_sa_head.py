@@ -130,7 +130,8 @@ def test_se_and_conv_variants_match_their_formulas():
 @pytest.mark.parametrize('img_size', list(SIZES))
 def test_head_output_shapes(img_size):
     head = _head(mask_fusion='conv')
-    pred, mask, den, cat, sa4 = head(_feats(img_size))
+    pred, mask, den, cat, sa_maps, sa4 = head(_feats(img_size))
+    assert sa_maps is None  # only with mask_fusion='deep'
     s1, s4 = SIZES[img_size][0], SIZES[img_size][-1]
     assert pred.shape == (2, 5, *s4)
     assert sa4.shape == (2, 5, *s4)  # Y_SA4, for L_den on the sum (default)
@@ -177,14 +178,14 @@ def test_losses_are_separate_and_weighted():
     # Eq. 7/9: 1/(N*M) sum over all pixels (mmseg's avg_non_ignore=False)
     ce = lambda t: F.cross_entropy(  # noqa
         up(t), label, ignore_index=255, reduction='sum') / label.numel()
-    torch.testing.assert_close(losses['loss_ce'], ce(outs[1]))
-    torch.testing.assert_close(losses['loss_den'], 0.8 * ce(outs[2]))
+    torch.testing.assert_close(losses['loss_ce'], ce(outs.mask))
+    torch.testing.assert_close(losses['loss_den'], 0.8 * ce(outs.den))
     freq = torch.zeros(2, 5)  # default target: class frequencies (§3.3)
     for n in range(2):
         valid = label[n][label[n] != 255]
         for j in range(5):
             freq[n, j] = (valid == j).sum() / valid.numel()
-    bce = F.binary_cross_entropy_with_logits(outs[3], freq,
+    bce = F.binary_cross_entropy_with_logits(outs.cat, freq,
                                              reduction='none').sum(1).mean()
     torch.testing.assert_close(losses['loss_cat'], 0.2 * bce)
 
@@ -206,8 +207,8 @@ def test_fixed_mask_fusions(fusion):
     feats, ss = _feats((33, 65)), _samples((33, 65))
     outs = head(feats)
     maps = _up_maps(head, feats)
-    torch.testing.assert_close(outs[1], torch.stack(maps).mean(0))
-    assert len(outs) == (6 if fusion == 'deep' else 5)  # ..., [Y_SA,] Y_SA4
+    torch.testing.assert_close(outs.mask, torch.stack(maps).mean(0))
+    assert (outs.sa_maps is None) == (fusion != 'deep') and outs.sa4 is not None
     losses = head.loss_by_feat(outs, ss)
     label = torch.stack([s.gt_sem_seg.data[0] for s in ss])
 
@@ -215,10 +216,10 @@ def test_fixed_mask_fusions(fusion):
         up = F.interpolate(t, size=(33, 65), mode='bilinear', align_corners=False)
         return F.cross_entropy(up, label, ignore_index=255, reduction='sum') / label.numel()
     if fusion == 'deep':
-        torch.testing.assert_close(outs[4], torch.stack(maps))
+        torch.testing.assert_close(outs.sa_maps, torch.stack(maps))
         ref = sum(ce(m) for m in maps) / len(maps)
     else:
-        ref = ce(outs[1])
+        ref = ce(outs.mask)
     torch.testing.assert_close(losses['loss_ce'], ref)
     assert set(losses) == {'loss_ce', 'loss_den', 'loss_cat', 'acc_seg'}
 
@@ -396,3 +397,21 @@ def test_voc_r101_config_has_paper_param_count():
     assert not model.with_auxiliary_head
     n = sum(p.numel() for p in model.parameters())
     assert abs(n / 55.5e6 - 1) <= 0.05, n
+
+
+def test_forward_names_its_outputs():
+    """Issue #38: one named protocol between forward and loss_by_feat, whatever the options;
+    the first element stays the prediction (predict, ONNX, mode='tensor')."""
+    from mmseg_ext.models.decode_heads.sa_head import SAHeadOutputs
+    feats = _feats((33, 65))
+    for kw, absent in ((dict(), set()), (dict(loss_cat=None), {'cat'}),
+                       (dict(mask_fusion='conv', den_loss_on='den'), {'sa_maps', 'sa4'}),
+                       (dict(loss_den=None, infer_mode='sa4'), {'den', 'sa4'})):
+        head = _head(dropout_ratio=0.0, **kw).eval()
+        outs = head(feats)
+        assert isinstance(outs, SAHeadOutputs) and len(outs) == 6
+        assert {k for k, v in outs._asdict().items() if v is None} == absent, kw
+        meta = [dict(img_shape=(33, 65), pad_shape=(33, 65), ori_shape=(33, 65))] * 2
+        torch.testing.assert_close(head.predict(feats, meta, {}),
+                                   head.predict_by_feat(outs[0], meta))
+        head.loss_by_feat(tuple(outs), _samples((33, 65)))  # a plain tuple is read alike

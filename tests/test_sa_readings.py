@@ -151,7 +151,7 @@ def test_den_loss_on_the_predicted_sum(den_sa4_sum):
     feats = _feats((33, 65), dtype=torch.float64)
     ss = _samples((33, 65))
     outs = head(feats)
-    den, sa4 = outs[2], outs[-1]
+    den, sa4 = outs.den, outs.sa4
     assert sa4.shape == den.shape == (2, 5, *SIZES[(33, 65)][-1])
     torch.testing.assert_close(
         sa4, head.sa_cls[-1](head.sa_modules[-1](feats[-1])))
@@ -183,7 +183,7 @@ def test_den_loss_on_defaults_to_the_sum_with_a_dense_branch():
 def test_den_loss_on_den_does_not_reach_the_sa_blocks():
     head = _head(dropout_ratio=0.0, den_loss_on='den').train()
     outs = head(_feats((33, 65)))
-    assert len(outs) == 5  # pred, mask, den, cat, Y_SA: no Y_SA4 output
+    assert outs.sa4 is None and outs.den is not None  # no Y_SA4 output
     head.loss_by_feat(outs, _samples((33, 65)))['loss_den'].backward()
     assert head.sa_cls[-1].weight.grad is None
 

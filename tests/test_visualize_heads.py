@@ -299,8 +299,9 @@ def test_checkpoint_of_another_model_is_refused(images, tmp_path, load_analysis_
     path = str(tmp_path / 'fcn.pth')
     save_checkpoint(dict(state_dict=fcn.state_dict(), meta=dict(dataset_meta=dict(
         classes=tuple('abcdefghijklmnopqrs'), palette=[[i, i, i] for i in range(19)]))), path)
-    with pytest.raises(ValueError, match=r'not a checkpoint of this config\'s model \(GFFHead\)'
-                       r': it lacks \d+ weights of the model \(in decode_head\)'):
+    with pytest.raises(ValueError, match=r'not a checkpoint of the model of gffnet_r18tiny-d8_'
+                       r'1xb8-1k_synthcity-128x256\.py \(GFFHead\): it lacks \d+ weights of the '
+                       r'model \(in decode_head\)'):
         hm.init_segmentor(QS.format('gffnet'), path)
     tool = load_analysis_tool('visualize_heads')
     with pytest.raises(ValueError, match='lacks'):

@@ -22,18 +22,7 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config, ConfigDict
 
-
-def revert_sync_bn_cfg(node):
-    """Return ``node`` with every ``type='SyncBN'`` replaced by ``'BN'`` (recursively, in place)."""
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-        for value in node.values():
-            revert_sync_bn_cfg(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            revert_sync_bn_cfg(value)
-    return node
+from ..apis import revert_sync_bn_cfg
 
 
 def _slurm_env(port: str | None) -> None:

@@ -120,27 +120,17 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     weight is read. ``test_cfg`` is set to whole-image inference (one head pass per image).
     ``dataset_meta`` comes from the checkpoint, else from the config's test dataset class.
     """
-    import mmseg_ext  # noqa: F401  (registry entries + safe globals for torch.load)
-    from mmengine import Config
-    from mmseg.apis import init_model
     from mmseg.registry import DATASETS
     from mmseg.utils import get_classes, get_palette
-    from mmseg_ext.deployment import load_weights
-    from mmseg_ext.utils import revert_sync_bn_cfg
 
-    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
-    if 'model' not in cfg:
-        raise ValueError(f'{config if isinstance(config, str) else "the config"} defines no '
-                         'model (a dataset, schedule or runtime config?): give a full model '
-                         'config, e.g. configs/quickstart/sanet_r18tiny-d8_1xb8-1k_synthcity-'
-                         '128x256.py')
+    from mmseg_ext.apis import build_segmentor, load_config
+
+    cfg = load_config(config)
     head_type = cfg.model.get('decode_head', {}).get('type')
     if head_type not in SUPPORTED:
         raise ValueError(f'the decode head {head_type} has nothing to show: visualize_heads '
                          f'supports {", ".join(SUPPORTED)} (the config\'s '
                          'model.decode_head.type)')
-    if not str(device).startswith('cuda'):
-        revert_sync_bn_cfg(cfg.model)  # SyncBN needs CUDA
     test_cfg = cfg.model.get('test_cfg') or {}
     if test_cfg.get('mode', 'whole') != 'whole':  # one head pass per image, not per crop
         warnings.warn(f"visualize_heads runs whole-image inference (the config's test_cfg "
@@ -148,15 +138,10 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
         cfg.model.test_cfg = dict(mode='whole')
     if isinstance(checkpoint, str) and checkpoint.lower() == 'none':
         checkpoint = None
-    model = init_model(cfg, None, device='cpu')
-    meta = None
-    if checkpoint is None:
-        model.init_weights()
-    else:
-        ckpt = load_weights(model, checkpoint, True, f"this config's model ({head_type})",
-                            'Give the checkpoint trained with this config (or the config it was '
-                            "trained with), or 'none' for a random initialisation")
-        meta = (ckpt.get('meta') or {}).get('dataset_meta')
+    model = build_segmentor(cfg, checkpoint, device, advice=(
+        'Give the checkpoint trained with this config (or the config it was trained with), or '
+        "'none' for a random initialisation"))
+    meta = getattr(model, 'dataset_meta', None) if checkpoint is not None else None
     head_kind(model.decode_head)
     if not meta or 'palette' not in meta:
         meta = None

@@ -203,22 +203,12 @@ def _set_snl_backend(model_cfg: dict, backend: Optional[str]) -> None:
 
 
 def _build_from_cfg(cfg_path: str, part: Optional[str], snl_backend: Optional[str] = None):
-    import copy
-
-    import mmseg_ext  # noqa: F401  (registers the project heads)
     from mmengine.config import Config
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    from mmseg_ext.utils import revert_sync_bn_cfg
-    register_all_modules(init_default_scope=True)
+
+    from mmseg_ext.apis import build_segmentor
     cfg = Config.fromfile(resolve_config(cfg_path))
-    model_cfg = revert_sync_bn_cfg(copy.deepcopy(cfg.model.to_dict()))
-    _set_snl_backend(model_cfg, snl_backend)
-    if part is not None:
-        return MODELS.build(model_cfg[part])
-    model_cfg['pretrained'] = None
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    return MODELS.build(model_cfg)
+    _set_snl_backend(cfg.model, snl_backend)
+    return build_segmentor(cfg, weights='offline', part=part).train()
 
 
 def worker_head(job: dict) -> dict:

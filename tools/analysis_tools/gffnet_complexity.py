@@ -9,13 +9,11 @@ multiply-add as one FLOP). SyncBN is replaced by BN so that it runs on one CPU.
     python tools/analysis_tools/gffnet_complexity.py --readings  # + the alternative readings
 """
 import argparse
-import copy
 import os.path as osp
 
 import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config
-from mmseg_ext.utils import revert_sync_bn_cfg
 
 GFF_CFG = osp.join(
     osp.dirname(__file__), '..', '..', 'configs', 'gffnet',
@@ -45,17 +43,11 @@ def psp_cfg():
 
 
 def build(cfg_path, head_overrides=None):
-    import mmseg_ext  # noqa: F401  (registers GFFHead)
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
+    from mmseg_ext.apis import build_segmentor
     cfg = Config.fromfile(cfg_path)
-    model_cfg = revert_sync_bn_cfg(copy.deepcopy(cfg.model.to_dict()))
-    model_cfg['pretrained'] = None
-    model_cfg['auxiliary_head'] = None  # Table 3 counts without the auxiliary head
-    model_cfg['decode_head'].update(head_overrides or {})
-    model = MODELS.build(model_cfg)
-    return model.eval()
+    cfg.model.decode_head.update(head_overrides or {})
+    # Table 3 counts without the auxiliary head
+    return build_segmentor(cfg, weights='offline', cfg_options={'model.auxiliary_head': None})
 
 
 def measure(model, size=512):

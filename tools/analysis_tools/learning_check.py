@@ -313,16 +313,14 @@ def model_fingerprint(cfg, size=(64, 128)):
     training step on a fixed random batch of 2 images of ``size`` (to 6 significant digits:
     a refactor may reorder floating-point sums). Compared by the reuse rule."""
     import hashlib
-
-    import torch
-    from mmengine.structures import PixelData
-    from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
-
-    from mmseg_ext.utils import revert_sync_bn_cfg
     import logging
 
+    import torch
     from mmengine.logging import MMLogger
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    from mmseg_ext.apis import build_segmentor
     current_model_record(cfg)  # registers mmseg and the config's custom imports
     rng_state = torch.random.get_rng_state()
     logger = MMLogger.get_current_instance()
@@ -330,8 +328,7 @@ def model_fingerprint(cfg, size=(64, 128)):
     logger.setLevel(logging.WARNING)  # init_weights() logs every parameter at INFO
     try:
         torch.manual_seed(0)
-        model = MODELS.build(revert_sync_bn_cfg(cfg.model.copy()))
-        model.init_weights()
+        model = build_segmentor(cfg)  # the config's initialisation, as the runner's
         digest = hashlib.sha256()
         for name, value in sorted(model.state_dict().items()):
             digest.update(f'{name}{tuple(value.shape)}{value.dtype}'.encode())
@@ -363,11 +360,8 @@ def model_fingerprint(cfg, size=(64, 128)):
 
 def count_params(cfg):
     """Parameters of the model ``cfg`` builds (SyncBN as BN), as tools/train.py builds it."""
-    from mmseg.registry import MODELS
-
-    from mmseg_ext.utils import revert_sync_bn_cfg
-    model = MODELS.build(revert_sync_bn_cfg(cfg.model.copy()))
-    return sum(p.numel() for p in model.parameters())
+    from mmseg_ext.apis import build_segmentor
+    return sum(p.numel() for p in build_segmentor(cfg, weights='offline').parameters())
 
 
 def train_one(config, seed, work_dir, iters, env, train_opts):

@@ -18,12 +18,9 @@ import time
 import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
 
 import mmseg
-import mmseg_ext  # noqa: F401
-from mmseg.registry import MODELS
-from mmseg.utils import register_all_modules
+from mmseg_ext.apis import build_segmentor
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SANET = osp.join(ROOT,
@@ -47,11 +44,8 @@ def count(cfg_path, head_overrides, shape):
             cfg_path[len('mmseg::'):])
     cfg = Config.fromfile(cfg_path)
     cfg.model.decode_head.update(head_overrides)
-    cfg.model.pop('pretrained', None)  # no download
-    cfg.model.backbone.pop('init_cfg', None)
-    model = MODELS.build(cfg.model)
-    model.auxiliary_head = None  # as mmseg's get_flops.py
-    model = revert_sync_batchnorm(model).eval()
+    # no download; no auxiliary head, as mmseg's get_flops.py
+    model = build_segmentor(cfg, weights='offline', cfg_options={'model.auxiliary_head': None})
     params = sum(p.numel() for p in model.parameters())
     x = torch.rand(1, 3, *shape)
     with torch.no_grad():
@@ -64,7 +58,6 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--shape', type=int, nargs=2, default=[512, 512])
     args = parser.parse_args()
-    register_all_modules()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     for name, path, overrides, paper_macs, paper_params in MODELS_TO_COUNT:

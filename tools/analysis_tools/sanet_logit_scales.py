@@ -123,7 +123,7 @@ def branch_logits(model, batch) -> dict:
     try:
         for name in MAPS:
             head.infer_mode = name
-            logits = head.forward(feats)[0]
+            logits = head.forward(feats).seg_pred
             samples = model.postprocess_result(logits, copy.deepcopy(data['data_samples']))
             out[name] = [s.seg_logits.data for s in samples]
     finally:

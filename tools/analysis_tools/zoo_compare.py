@@ -34,7 +34,6 @@ dataset with the same backbone architecture is parsed too and the best-scoring o
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import glob
 import io
@@ -521,17 +520,9 @@ def read_work_dir(work_dir: Optional[str], cfg=None) -> dict:
 # complexity
 # --------------------------------------------------------------------------------------------
 def build_inference_model(cfg):
-    import torch  # noqa: F401
-    import mmseg_ext  # noqa: F401  (registers the project heads)
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    from mmseg_ext.utils import revert_sync_bn_cfg
-    register_all_modules(init_default_scope=True)
-    model_cfg = revert_sync_bn_cfg(copy.deepcopy(cfg.model.to_dict()))
-    model_cfg['pretrained'] = None
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    model_cfg['auxiliary_head'] = None  # counted as used at inference
-    return MODELS.build(model_cfg).eval()
+    from mmseg_ext.apis import build_segmentor
+    # the auxiliary head is counted as used at inference
+    return build_segmentor(cfg, weights='offline', cfg_options={'model.auxiliary_head': None})
 
 
 def _flops(model, crop) -> int:

@@ -97,7 +97,11 @@ def main(argv=None):
     out = args.out or osp.join('work_dirs', 'onnx', osp.splitext(osp.basename(args.config))[0]
                                + f'_{shape[0]}x{shape[1]}.onnx')
     try:
-        model = build_segmentor(args.config, args.checkpoint, args.cfg_options, args.strict)
+        model = build_segmentor(
+            args.config, args.checkpoint, cfg_options=args.cfg_options, strict=args.strict,
+            advice='Give the checkpoint trained with this config, or export it with the config '
+            'it was trained with; --no-strict (strict=False) exports it anyway, the weights that '
+            "do not match keeping the config's initialisation")
     except CheckpointMismatchError as e:
         sys.exit(f'pytorch2onnx: {e}')
     if osp.dirname(out):

@@ -1,7 +1,7 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """SANet decode head: "Squeeze-and-Attention Networks for Semantic
 Segmentation", Zhong et al., CVPR 2020 (arXiv:1909.03402)."""
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -15,6 +15,20 @@ from mmseg.utils import ConfigType, OptConfigType, SampleList
 from ..utils.head_checks import check_output_mode
 from ..utils.sa_head_utils import check_sa_head_args, log_mean_prob
 from ..utils.sa_module import build_head_module
+
+
+class SAHeadOutputs(NamedTuple):
+    """What :meth:`SAHead.forward` returns and :meth:`SAHead.loss_by_feat` reads, by name.
+
+    A tuple whose first element is the prediction (what ``predict``, ONNX export and
+    ``segmentor(mode='tensor')[0]`` use); an output the head's options do not compute is None.
+    """
+    seg_pred: Tensor  #: what ``infer_mode`` selects
+    mask: Tensor  #: ``Y_mask`` at stage-1 resolution
+    den: Optional[Tensor]  #: ``Y_den`` (None without ``loss_den``)
+    cat: Optional[Tensor]  #: ``y_cat`` logits (B, num_classes) (None without ``loss_cat``)
+    sa_maps: Optional[Tensor]  #: the resized ``Y_SA_i`` stacked (n, B, K, H, W), ``'deep'`` only
+    sa4: Optional[Tensor]  #: ``Y_SA4`` at stage-4 resolution, ``den_loss_on='sum'`` only
 
 
 @MODELS.register_module()
@@ -86,12 +100,9 @@ class SAHead(BaseDecodeHead):
     ``loss_cat=None`` removes the categorical branch; ``loss_den=None``
     removes the dense branch (then ``infer_mode`` is ``'mask'`` or ``'sa4'``).
 
-    ``forward`` returns ``(seg_pred, Y_mask[, Y_den][, y_cat][, Y_SA]
-    [, Y_SA4])``;
-    ``seg_pred`` is what ``infer_mode`` selects and is what ``predict`` uses;
-    ``Y_SA`` (only with ``mask_fusion='deep'``) stacks the resized
-    ``Y_SA_i`` as ``(n, B, K, H, W)``; ``Y_SA4`` (only with
-    ``den_loss_on='sum'``) is the last SA map at stage-4 resolution.
+    ``forward`` returns :class:`SAHeadOutputs` ``(seg_pred, mask, den, cat,
+    sa_maps, sa4)``, None where the options compute nothing; ``seg_pred`` is
+    what ``infer_mode`` selects and is what ``predict`` uses.
 
     Binary segmentation (``out_channels=1``) needs sigmoid ``loss_decode``
     and ``loss_den``; a softmax one is refused at construction.
@@ -236,7 +247,7 @@ class SAHead(BaseDecodeHead):
             for sa, cls, x in zip(self.sa_modules, self.sa_cls, inputs)
         ]
 
-    def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+    def forward(self, inputs: Sequence[Tensor]) -> SAHeadOutputs:
         inputs = self._transform_inputs(inputs)
         sa_maps = self._forward_feature(inputs)
         maps = [
@@ -248,22 +259,19 @@ class SAHead(BaseDecodeHead):
             mask = self.conv_mask(concat)
         else:
             mask = torch.stack(maps).mean(0)
-        outs = [mask]
         den = None
         if self.den_convs is not None:
             den = self.cls_seg(self.den_convs(inputs[-1]))
-            outs.append(den)
-        if self.fc_cat is not None:
-            outs.append(self.fc_cat(concat.mean(dim=(2, 3))))
-        if self.mask_fusion == 'deep':
-            outs.append(torch.stack(maps))
+        cat = self.fc_cat(concat.mean(dim=(2, 3))) \
+            if self.fc_cat is not None else None
         sa4 = sa_maps[-1]  # Y_SA4 at stage-4 resolution (= Y_den's)
-        if self.den_loss_on == 'sum':
-            outs.append(sa4)
         pred = dict(mask=mask, den=den, sa4=sa4).get(self.infer_mode)
         if self.infer_mode == 'den_sa4':
             pred = self._den_plus_sa4(den, sa4)
-        return (pred, *outs)
+        return SAHeadOutputs(
+            seg_pred=pred, mask=mask, den=den, cat=cat,
+            sa_maps=torch.stack(maps) if self.mask_fusion == 'deep' else None,
+            sa4=sa4 if self.den_loss_on == 'sum' else None)
 
     def _den_plus_sa4(self, den: Tensor, sa4: Tensor) -> Tensor:
         """``Y_den + Y_SA4`` as logits (``den_sa4_sum``, see the class)."""
@@ -278,33 +286,31 @@ class SAHead(BaseDecodeHead):
         """Segment with ``seg_pred`` (``Y_den + Y_SA4`` by default)."""
         return self.predict_by_feat(self.forward(inputs)[0], batch_img_metas)
 
-    def loss_by_feat(self, seg_logits: Tuple[Tensor, ...],
+    def loss_by_feat(self, seg_logits: SAHeadOutputs,
                      batch_data_samples: SampleList) -> dict:
         """``L_mask`` (``loss_decode`` names, e.g. ``loss_ce``, and
         ``acc_seg``) on ``Y_mask`` (``mask_fusion='deep'``: the mean of the
         losses of every ``Y_SA_i``), plus ``loss_den`` and ``loss_cat``."""
-        outs = list(seg_logits[1:])
-        mask = outs.pop(0)
-        den = outs.pop(0) if self.loss_den is not None else None
-        cat = outs.pop(0) if self.loss_cat is not None else None
+        outs = SAHeadOutputs(*seg_logits)
         if self.mask_fusion == 'deep':
             # the n maps as one batch of n * B against the labels repeated n
             # times: mmseg's CE averages over all pixels, i.e. the mean of
             # the n per-map losses (maps of one size, avg_non_ignore or not)
-            maps = outs.pop(0)
             losses = super().loss_by_feat(
-                maps.flatten(0, 1), list(batch_data_samples) * len(maps))
+                outs.sa_maps.flatten(0, 1),
+                list(batch_data_samples) * len(outs.sa_maps))
         else:
-            losses = super().loss_by_feat(mask, batch_data_samples)
+            losses = super().loss_by_feat(outs.mask, batch_data_samples)
         seg_label = self._stack_batch_gt(batch_data_samples).squeeze(1)
+        den = outs.den
         if self.den_loss_on == 'sum':  # L_den on the prediction Y_den + Y_SA4
-            den = self._den_plus_sa4(den, outs.pop(0))
+            den = self._den_plus_sa4(den, outs.sa4)
         if den is not None:
             den = resize(den, size=seg_label.shape[1:], mode='bilinear',
                          align_corners=self.align_corners)
             losses[self.loss_den.loss_name] = self.loss_den(
                 den, seg_label, ignore_index=self.ignore_index)
-        if cat is not None:
+        if outs.cat is not None:
             losses[self.loss_cat.loss_name] = self.loss_cat(
-                cat, seg_label, ignore_index=self.ignore_index)
+                outs.cat, seg_label, ignore_index=self.ignore_index)
         return losses
