@@ -6,13 +6,12 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.decode_heads.psp_head import PPM
-from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...utils.checks import is_int
 from ..utils.batch_norm_check import explain_single_value_batch_norm
-from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion
+from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion, resize_to
 from ..utils.head_checks import check_bool, check_int, check_output_mode
 
 DFP_MODES = ('dense', 'literal')
@@ -198,10 +197,7 @@ class GFFHead(BaseDecodeHead):
                                   self.out_channels, 1)
 
     def _resize(self, x: Tensor, size) -> Tensor:
-        if tuple(x.shape[-2:]) == tuple(size):
-            return x
-        return resize(x, size, mode='bilinear',
-                      align_corners=self.align_corners)
+        return resize_to(x, size, self.align_corners)
 
     def _dfp(self, y0: Tensor, feats: List[Tensor]) -> List[Tensor]:
         """Top-down Dense Feature Pyramid; returns ``[y_1 (top)..y_L]``."""
