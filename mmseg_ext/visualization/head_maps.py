@@ -2,10 +2,9 @@
 """See inside the heads: capture what SAHead / GFFHead / SNLHead compute and draw it.
 
 The maps are the heads' own tensors, captured during one ordinary ``model.predict`` pass; nothing
-of the heads' maths is computed again here:
-
-Everything is read by forward hooks registered for that pass only and removed afterwards, also
-on errors (:mod:`mmseg_ext.models.utils.taps`); the heads keep no state of it:
+of the heads' maths is computed again here. They are read by forward hooks registered for that
+pass only and removed afterwards, also on errors (:mod:`mmseg_ext.models.utils.taps`); the
+heads keep no state of it:
 
 * :class:`~mmseg_ext.models.decode_heads.SAHead`: ``X_attn`` of every SA block, i.e. the return
   value of :meth:`SqueezeAttentionModule.attention` (``attn_act`` then ``Up``), the output of
@@ -181,6 +180,7 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
 
 
 def _detach(t: Tensor) -> Tensor:
+    """A captured tensor without its graph (the maps are only drawn)."""
     return t.detach()
 
 
