@@ -204,15 +204,29 @@ def _inputs(seed=0, n=2):
 def test_head_gates_exposed_odd_size(gate_channels, order):
     head = _head(gate_channels=gate_channels, update_order=order)
     x = _inputs()
-    logits, gates = head.forward_with_gates(x)
+    fusion_args = []  # the fusion block's inputs of the pass, to call it again directly
+    pre = head.fusion.register_forward_pre_hook(lambda m, args: fusion_args.append(args))
+    try:
+        logits, gates = head.forward_with_gates(x)
+    finally:
+        pre.remove()
     assert logits.shape == (2, 3, 9, 17)
-    assert len(gates) == 4 and len(head.last_gates) == 4
-    for g, lg, (h, w) in zip(gates, head.last_gates, IN_SIZES):
+    _, ref = head.fusion(*fusion_args[0])  # the gates the fusion computes
+    assert len(gates) == 4
+    for g, r, (h, w) in zip(gates, ref, IN_SIZES):
         assert g.shape == (2, gate_channels, h, w)
         assert bool(((g > 0) & (g < 1)).all())
-        assert not lg.requires_grad
-        torch.testing.assert_close(g.detach(), lg)
+        assert g.requires_grad  # not detached: forward_with_gates can be differentiated
+        assert torch.equal(g, r)
+    assert not head.fusion._forward_hooks  # the reading hook is gone
     torch.testing.assert_close(head(x), logits)
+
+
+def test_forward_with_gates_removes_its_hook_on_errors():
+    head = _head()
+    with pytest.raises(RuntimeError):
+        head.forward_with_gates([t[:, :1] for t in _inputs()])  # wrong channel counts
+    assert not head.fusion._forward_hooks
 
 
 @pytest.mark.parametrize('fusion,use_dfp', [(f, d) for f in FUSION_TYPES

@@ -112,6 +112,35 @@ class TestHead:
             torch.testing.assert_close(a.predict(feats(), meta, dict(mode='whole')),
                                        b.predict(feats(), meta, dict(mode='whole')))
 
+    def test_forward_keeps_no_state(self, name):
+        """No module of the head gets, replaces or drops an attribute in a training or an eval
+        pass (inspection reads tensors by forward hooks, nothing is kept for tools); parameters
+        and buffers are updated in place only."""
+        head = build(name)
+
+        def attributes():
+            return {f'{mod_name}.{key}': id(value) for mod_name, mod in head.named_modules()
+                    for key, value in vars(mod).items()}
+
+        def entries():  # parameters, buffers and submodules of every module, by identity
+            return {f'{mod_name}.{d}.{key}': id(value) for mod_name, mod in head.named_modules()
+                    for d in ('_parameters', '_buffers', '_modules')
+                    for key, value in getattr(mod, d).items()}
+
+        def check(forward):
+            before = (attributes(), entries())
+            forward()
+            for old, new in zip(before, (attributes(), entries())):
+                changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+                assert not changed, f'set during forward: {changed}'
+
+        meta = [dict(img_shape=IMG, pad_shape=IMG, ori_shape=IMG)] * 2
+        head.train()
+        check(lambda: head.loss(feats(), samples(), dict()))
+        head.eval()
+        with torch.no_grad():
+            check(lambda: head.predict(feats(), meta, dict(mode='whole')))
+
     def test_typo_in_an_argument_is_an_error(self, name):
         with pytest.raises(TypeError):
             build(name, chanels=8)

@@ -150,6 +150,35 @@ def test_block_backend_option(monkeypatch):
     assert seen == ['auto', 'sparse', 'triton', 'mmcv', 'export']
 
 
+def test_block_asks_for_weights_only_while_its_tap_is_hooked(monkeypatch):
+    """An ordinary pass calls the op exactly as without inspection (return_weights=False); a
+    forward hook on ``weights_tap`` gets the softmax weights the op returns, and the pass
+    computes the same output."""
+    import mmseg_ext.models.utils.snl_block as snl_block
+    from mmseg_ext.models.utils.taps import capture_outputs
+    from mmseg_ext.ops import sparse_nonlocal_attention
+    torch.manual_seed(0)
+    block = SparseNonLocal2d(6, kernel_size=(3, 5), dilation=2).double()
+    _randomise(block, std=1.0)
+    x = torch.randn(2, 6, 4, 5, dtype=torch.float64)
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs['return_weights'])
+        return sparse_nonlocal_attention(*args, **kwargs)
+
+    monkeypatch.setattr(snl_block, 'sparse_nonlocal_attention', spy)
+    plain = block(x)
+    with capture_outputs([block.weights_tap]) as got:
+        inspected = block(x)
+    assert calls == [False, True]
+    assert not block.weights_tap._forward_hooks
+    assert torch.equal(plain, inspected)
+    q, k, v, off = block.query(x), block.key(x), block.value(x), block.offset(x)
+    _, ref = sparse_nonlocal_attention(q, k, v, off, (3, 5), 2, return_weights=True)
+    assert len(got) == 1 and torch.equal(got[0], ref) and not got[0].requires_grad
+
+
 def test_block_unrunnable_backend_says_what_to_change():
     block = SparseNonLocal2d(4, kernel_size=3, backend='mmcv')
     with pytest.raises(ValueError, match="backend='mmcv' cannot run here.*backend='auto'"):

@@ -5,6 +5,7 @@ head's input / the SNL block's reduced features, then the head's own modules cal
 the SNL weights against a brute-force float64 softmax, and the saved PNGs against the drawing of
 those arrays (and the drawing against its inverse), so the pictures can be trusted.
 """
+import copy
 import os.path as osp
 
 import cv2
@@ -187,10 +188,11 @@ def test_snl_points_and_weights_are_the_blocks(models, images):
         maps = hm.compute_head_maps(model, images[0], pts)
     finally:
         h.remove()
-    assert snl.keep_weights is False and snl.last_weights is None  # restored
+    assert not snl.offset._forward_hooks and not snl.weights_tap._forward_hooks  # removed
     x = feats[0].double()
     with torch.no_grad():
-        q, k, off = (m.double()(x)[0] for m in (snl.query, snl.key, snl.offset))
+        # copies: .double() converts a module in place, and the models are shared by the tests
+        q, k, off = (copy.deepcopy(m).double()(x)[0] for m in (snl.query, snl.key, snl.offset))
     fh, fw = x.shape[2:]
     assert (fh, fw) == maps.feat_shape == (16, 32)  # stride 8 of 128x256
     kh, kw = snl.kernel_size
@@ -215,6 +217,32 @@ def test_snl_points_and_weights_are_the_blocks(models, images):
     assert maps.weights.std() > 1e-3
     drawn = hm.draw_snl(maps.image, maps, scale=2)
     assert drawn.shape == (256, 512, 3)
+
+
+def _tapped_modules(head):
+    """The modules compute_head_maps hooks, for each kind of head."""
+    if hasattr(head, 'sa_modules'):
+        return [m.attn_tap for m in head.sa_modules]
+    if hasattr(head, 'snl'):
+        return [head.snl.offset, head.snl.weights_tap]
+    return [head.fusion]
+
+
+@pytest.mark.parametrize('name', ['sanet', 'gffnet', 'ssanet'])
+def test_hooks_are_removed_when_the_pass_fails(models, images, name):
+    head = models[name].decode_head
+
+    def fail(module, args, out):
+        raise RuntimeError('failing pass')
+
+    h = head.conv_seg.register_forward_hook(fail)  # after every tapped module
+    try:
+        with pytest.raises(RuntimeError, match='failing pass'):
+            hm.compute_head_maps(models[name], images[0])
+    finally:
+        h.remove()
+    assert all(not m._forward_hooks for m in _tapped_modules(head))
+    assert hm.compute_head_maps(models[name], images[0]).pred is not None  # still usable
 
 
 def test_op_return_weights_matches_default_path():

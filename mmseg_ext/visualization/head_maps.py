@@ -2,16 +2,18 @@
 """See inside the heads: capture what SAHead / GFFHead / SNLHead compute and draw it.
 
 The maps are the heads' own tensors, captured during one ordinary ``model.predict`` pass; nothing
-of the heads' maths is computed again here:
+of the heads' maths is computed again here. They are read by forward hooks registered for that
+pass only and removed afterwards, also on errors (:mod:`mmseg_ext.models.utils.taps`); the
+heads keep no state of it:
 
 * :class:`~mmseg_ext.models.decode_heads.SAHead`: ``X_attn`` of every SA block, i.e. the return
-  value of :meth:`SqueezeAttentionModule.attention` (``attn_act`` then ``Up``), captured by
-  wrapping that method for the duration of the pass. Drawn: its mean over channels.
-* :class:`~mmseg_ext.models.decode_heads.GFFHead`: the gate maps ``G_l`` the head keeps in
-  ``head.last_gates`` (mean over channels when ``gate_channels > 1``).
+  value of :meth:`SqueezeAttentionModule.attention` (``attn_act`` then ``Up``), the output of
+  the block's ``attn_tap``. Drawn: its mean over channels.
+* :class:`~mmseg_ext.models.decode_heads.GFFHead`: the gate maps ``G_l``, the second output of
+  ``head.fusion`` (mean over channels when ``gate_channels > 1``).
 * :class:`~mmseg_ext.models.decode_heads.SNLHead`: the offsets (output of the block's ``offset``
-  conv, via a forward hook) and the softmax weights the op itself returns
-  (``SparseNonLocal2d.keep_weights`` -> ``sparse_nonlocal_attention(..., return_weights=True)``);
+  conv) and the softmax weights the op itself returns (output of the block's ``weights_tap``:
+  while it is hooked the block calls ``sparse_nonlocal_attention(..., return_weights=True)``);
   the sampling locations come from the op's :func:`~mmseg_ext.ops.sparse_nonlocal.
   sample_coordinates` (zero offsets = the initial regular grid).
 
@@ -23,7 +25,7 @@ import contextlib
 import os.path as osp
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import mmcv
@@ -34,6 +36,7 @@ from mmengine.utils import mkdir_or_exist
 from torch import Tensor
 
 from mmseg.models.utils import resize
+from mmseg_ext.models.utils.taps import capture_outputs
 
 __all__ = [
     'HeadMaps', 'head_kind', 'init_segmentor', 'compute_head_maps', 'draw_heatmap', 'draw_snl',
@@ -161,39 +164,35 @@ def init_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu'
     return model.to(device).eval()
 
 
+def _detach(t: Tensor) -> Tensor:
+    """A captured tensor without its graph (the maps are only drawn)."""
+    return t.detach()
+
+
+def _detach_gates(out) -> List[Tensor]:
+    """The gates of a fusion block's output ``(fused, gates)``, detached."""
+    return [g.detach() for g in out[1]]
+
+
+def _hooked_outputs(head, kind: str) -> Dict[str, Tuple[list, Callable]]:
+    """What :func:`_capture` records, per name: the head's modules whose outputs carry it and
+    how to read one output (see :mod:`mmseg_ext.models.utils.taps`)."""
+    if kind == 'sa':  # X_attn, passed through each SA block's attn_tap
+        return dict(attn=([m.attn_tap for m in head.sa_modules], _detach))
+    if kind == 'gff':  # the fusion block returns (fused, gates)
+        return dict(gates=([head.fusion], _detach_gates))
+    # a hook on weights_tap makes the block ask the op for its softmax weights
+    return dict(offset=([head.snl.offset], _detach), weights=([head.snl.weights_tap], _detach))
+
+
 @contextlib.contextmanager
 def _capture(head, kind: str, store: Dict[str, list]):
-    """Record the head's own tensors during the forward pass (restored afterwards)."""
-    handles, patched = [], []
-    if kind == 'sa':
-        store['attn'] = []
-        for m in head.sa_modules:
-            def attention(x, size, _m=m):
-                a = type(_m).attention(_m, x, size)
-                store['attn'].append(a.detach())
-                return a
-            m.attention = attention  # instance attribute shadows the method
-            patched.append(m)
-    elif kind == 'snl':
-        snl = head.snl
-        store['offset'] = []
-        handles.append(snl.offset.register_forward_hook(
-            lambda mod, inp, out: store['offset'].append(out.detach())))
-        old_keep = snl.keep_weights
-        snl.keep_weights = True
-    try:
+    """Record the head's own tensors during the forward pass, one entry per module call, by
+    forward hooks removed on exit (exceptions included); the head itself is not modified."""
+    with contextlib.ExitStack() as stack:
+        for name, (modules, select) in _hooked_outputs(head, kind).items():
+            store[name] = stack.enter_context(capture_outputs(modules, select))
         yield
-    finally:
-        for h in handles:
-            h.remove()
-        for m in patched:
-            del m.attention
-        if kind == 'snl':
-            snl.keep_weights = old_keep
-            store['weights'] = [snl.last_weights]
-            snl.last_weights = None
-        if kind == 'gff':
-            store['gates'] = list(head.last_gates)
 
 
 def _load_inputs(model, image: Union[str, np.ndarray]):
@@ -272,15 +271,15 @@ def compute_head_maps(model, image: Union[str, np.ndarray],
     store: Dict[str, list] = {}
     with _capture(head, kind, store):
         pred = model.predict(inputs, samples)[0]
-    n_expected = dict(sa=len(getattr(head, 'sa_modules', [])), snl=1).get(kind)
-    got = len(store['attn' if kind == 'sa' else 'offset']) if n_expected else None
-    if n_expected and got != n_expected:
+    n_expected = len(head.sa_modules) if kind == 'sa' else 1
+    got = len(store[dict(sa='attn', gff='gates', snl='offset')[kind]])
+    if got != n_expected:
         raise RuntimeError(f'expected one head pass ({n_expected} maps), captured {got}')
     rgb = (mmcv.imread(image, channel_order='rgb') if isinstance(image, str) else
            mmcv.bgr2rgb(image))
     out = HeadMaps(kind=kind, image=rgb, pred=pred, points=pts)
     if kind in ('sa', 'gff'):
-        tensors = store['attn'] if kind == 'sa' else store['gates']
+        tensors = store['attn'] if kind == 'sa' else store['gates'][0]
         for i, t in enumerate(tensors):
             m = t[:1].float().mean(dim=1, keepdim=True)  # channel mean, (1, 1, h, w)
             out.raw.append(m[0, 0].cpu().numpy())

@@ -1,19 +1,19 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.decode_heads.psp_head import PPM
-from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...utils.checks import is_int
 from ..utils.batch_norm_check import explain_single_value_batch_norm
-from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion
+from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion, resize_to
 from ..utils.head_checks import check_bool, check_int, check_output_mode
+from ..utils.taps import capture_outputs
 
 DFP_MODES = ('dense', 'literal')
 
@@ -81,6 +81,11 @@ class GFFHead(BaseDecodeHead):
             to the size of input level ``align_level`` (e.g. 1 for the 1/8
             stage of a ResNet-d8, the PSPNet output size). Not in the paper
             (Eq. 5 keeps each level's size); reduces FLOPs. Default: None.
+
+    Inspection: the gates are the second output of ``fusion`` (``(fused,
+    gates)``), read by a forward hook on it (:meth:`forward_with_gates`,
+    ``tools/analysis_tools/visualize_heads.py``); the head keeps no state of
+    a pass.
     """
 
     def __init__(self,
@@ -145,7 +150,6 @@ class GFFHead(BaseDecodeHead):
         self.use_dfp = use_dfp
         self.dfp_mode = dfp_mode
         self.align_level = align_level
-        self.last_gates: List[Tensor] = []
         cfg = dict(
             conv_cfg=self.conv_cfg,
             norm_cfg=self.norm_cfg,
@@ -198,10 +202,7 @@ class GFFHead(BaseDecodeHead):
                                   self.out_channels, 1)
 
     def _resize(self, x: Tensor, size) -> Tensor:
-        if tuple(x.shape[-2:]) == tuple(size):
-            return x
-        return resize(x, size, mode='bilinear',
-                      align_corners=self.align_corners)
+        return resize_to(x, size, self.align_corners)
 
     def _dfp(self, y0: Tensor, feats: List[Tensor]) -> List[Tensor]:
         """Top-down Dense Feature Pyramid; returns ``[y_1 (top)..y_L]``."""
@@ -216,11 +217,7 @@ class GFFHead(BaseDecodeHead):
             ys.append(self.dfp_convs[k](inp))
         return ys
 
-    def _forward_feature(
-        self,
-        inputs: List[Tensor],
-        return_gates: bool = False
-    ) -> Union[Tensor, Tuple[Tensor, List[Tensor]]]:
+    def _forward_feature(self, inputs: List[Tensor]) -> Tensor:
         xs = self._transform_inputs(inputs)
         if self.align_level is not None:
             size = xs[self.align_level].shape[-2:]
@@ -234,16 +231,14 @@ class GFFHead(BaseDecodeHead):
         if self.fusion_type in ('fpn', 'gated_fpn'):
             lats.append(self.ppm_lateral(y0))
             gate_in.append(y0)
-        fused, gates = self.fusion(lats, gate_in)
+        fused, _ = self.fusion(lats, gate_in)  # gates: read by hooks on self.fusion
         fused = [
             convs(f) for convs, f in zip(self.fuse_convs,
                                          fused[:self.num_out])
         ]
         ys = self._dfp(y0, fused) if self.use_dfp else fused[::-1]
         size = fused[0].shape[-2:]
-        feats = torch.cat([self._resize(t, size) for t in [y0] + ys], dim=1)
-        self.last_gates = [g.detach() for g in gates]
-        return (feats, gates) if return_gates else feats
+        return torch.cat([self._resize(t, size) for t in [y0] + ys], dim=1)
 
     def forward(self, inputs: List[Tensor]) -> Tensor:
         """Segmentation logits at the finest fused level's size."""
@@ -252,8 +247,10 @@ class GFFHead(BaseDecodeHead):
     def forward_with_gates(
             self, inputs: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         """Logits and the gate maps ``[G_1..G_L]`` (in (0, 1), each at its
-        level's size; ``gated_fpn`` adds the PPM level's gate), e.g. for
-        visualising a checkpoint. ``self.last_gates`` keeps the detached
-        gates of the latest forward pass."""
-        feats, gates = self._forward_feature(inputs, return_gates=True)
-        return self.cls_seg(feats), gates
+        level's size; ``gated_fpn`` adds the PPM level's gate; not detached),
+        e.g. for visualising a checkpoint. The gates are the second output of
+        ``self.fusion``, read by a forward hook for this one pass: the head
+        keeps nothing of it."""
+        with capture_outputs([self.fusion], select=lambda out: out[1]) as got:
+            logits = self.forward(inputs)
+        return logits, list(got[0])

@@ -31,7 +31,11 @@ FUSION_TYPES = ('concat', 'add', 'fpn', 'gated_fpn', 'gff')
 UPDATE_ORDERS = ('simultaneous', 'sequential')
 
 
-def _resize(x: Tensor, size, align_corners: bool) -> Tensor:
+def resize_to(x: Tensor, size, align_corners: bool) -> Tensor:
+    """``x`` resized bilinearly to ``size`` (H, W); ``x`` itself when it already has that size
+    (no interpolation call, so no rounding and no cost). Used by the fusion blocks and by the
+    GFF head for every resize between levels. Unlike ``mmseg.models.utils.resize`` it does not
+    warn about ``align_corners=True`` sizes: the levels' sizes are the backbone's."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(
@@ -88,7 +92,7 @@ def gated_fully_fuse(feats: Sequence[Tensor],
     for lvl, (x, g) in enumerate(zip(feats, gates)):
         size = x.shape[-2:]
         received = sum(
-            _resize(s, size, align_corners) for i, s in enumerate(sent)
+            resize_to(s, size, align_corners) for i, s in enumerate(sent)
             if i != lvl)
         out = (1 + g) * x + (1 - g) * received
         outs.append(out)
@@ -126,7 +130,7 @@ class GatedFullyFusion(nn.Module):
                 gate_inputs: Optional[Sequence[Tensor]] = None
                 ) -> Tuple[List[Tensor], List[Tensor]]:
         gates = self.gates(feats if gate_inputs is None else gate_inputs)
-        gates = [_resize(g, x.shape[-2:], self.align_corners)
+        gates = [resize_to(g, x.shape[-2:], self.align_corners)
                  for g, x in zip(gates, feats)]
         return gated_fully_fuse(feats, gates, self.update_order,
                                 self.align_corners), gates
@@ -161,17 +165,17 @@ class TopDownFusion(nn.Module):
         gates: List[Tensor] = []
         if self.gates is not None:
             gates = self.gates(feats if gate_inputs is None else gate_inputs)
-            gates = [_resize(g, x.shape[-2:], self.align_corners)
+            gates = [resize_to(g, x.shape[-2:], self.align_corners)
                      for g, x in zip(gates, feats)]
         outs = [feats[-1]]
         for lvl in range(len(feats) - 2, -1, -1):
             x, top = feats[lvl], outs[0]
             if gates:
-                top = _resize(gates[lvl + 1] * top, x.shape[-2:],
+                top = resize_to(gates[lvl + 1] * top, x.shape[-2:],
                               self.align_corners)
                 out = (1 + gates[lvl]) * x + (1 - gates[lvl]) * top
             else:
-                out = x + _resize(top, x.shape[-2:], self.align_corners)
+                out = x + resize_to(top, x.shape[-2:], self.align_corners)
             outs.insert(0, out)
         return outs, gates
 
@@ -187,7 +191,7 @@ class ConcatFusion(nn.Module):
                 gate_inputs: Optional[Sequence[Tensor]] = None
                 ) -> Tuple[List[Tensor], List[Tensor]]:
         size = feats[0].shape[-2:]
-        return [torch.cat([_resize(x, size, self.align_corners)
+        return [torch.cat([resize_to(x, size, self.align_corners)
                            for x in feats], dim=1)], []
 
 
@@ -202,7 +206,7 @@ class AddFusion(nn.Module):
                 gate_inputs: Optional[Sequence[Tensor]] = None
                 ) -> Tuple[List[Tensor], List[Tensor]]:
         size = feats[0].shape[-2:]
-        return [sum(_resize(x, size, self.align_corners) for x in feats)], []
+        return [sum(resize_to(x, size, self.align_corners) for x in feats)], []
 
 
 def build_fusion(fusion: str,

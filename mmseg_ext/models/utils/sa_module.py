@@ -192,6 +192,7 @@ class SqueezeAttentionModule(_MainChannel):
                        padding=kernel_size // 2, groups=groups,
                        act_cfg=act_cfg, **cfgs),
             ConvModule(attn_channels, out_channels, 1, act_cfg=None, **cfgs))
+        self.attn_tap = nn.Identity()  # X_attn, for forward hooks (inspection)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Not-fully-squeezed pooling ``APool`` of Eq. 5."""
@@ -207,8 +208,8 @@ class SqueezeAttentionModule(_MainChannel):
         """``X_attn = Up(act(F_attn(APool(x))))`` resized to ``size``."""
         a = self.attn(self.pool(x))
         a = torch.sigmoid(a) if self.attn_act == 'sigmoid' else F.relu(a)
-        return resize(a, size=size, mode='bilinear',
-                      align_corners=self.align_corners)
+        return self.attn_tap(resize(a, size=size, mode='bilinear',
+                                    align_corners=self.align_corners))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         res = self.main_channel(x)

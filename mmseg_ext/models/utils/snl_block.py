@@ -10,6 +10,7 @@ from torch import Tensor
 from ...ops import sparse_nonlocal_attention
 from ...ops.sparse_nonlocal import check_backend
 from ...utils.checks import is_int
+from .taps import has_forward_hooks
 
 __all__ = ['SparseNonLocal2d']
 
@@ -97,9 +98,11 @@ class SparseNonLocal2d(nn.Module):
         allow_large_kernel (bool): accept grids larger than 15 per side (K > 225), which
             are far beyond the paper's and slow. Default: False.
 
-    Inspection: set ``keep_weights = True`` and each forward pass keeps the softmax weights it
-    used, (B, K, H, W) detached, in ``last_weights`` (e.g. for
-    ``tools/analysis_tools/visualize_heads.py``); the offsets are the output of ``offset``.
+    Inspection (e.g. ``tools/analysis_tools/visualize_heads.py``), by forward hooks: the
+    offsets are the output of ``offset``; the softmax weights the op used, (B, K, H, W)
+    detached, are the output of ``weights_tap`` (an ``nn.Identity``). The op returns them
+    only while a forward hook is registered on ``weights_tap``: without one a pass computes
+    exactly what it computes without inspection (see :mod:`mmseg_ext.models.utils.taps`).
     """
 
     def __init__(self,
@@ -135,8 +138,7 @@ class SparseNonLocal2d(nn.Module):
         self.use_scale = bool(use_scale)
         self.zero_init_out = bool(zero_init_out)
         self.num_points = self.kernel_size[0] * self.kernel_size[1]
-        self.keep_weights = False
-        self.last_weights: Optional[Tensor] = None
+        self.weights_tap = nn.Identity()  # softmax weights, fed only while hooked
 
         self.query = nn.Conv2d(in_channels, self.inter_channels, 1)
         self.key = nn.Conv2d(in_channels, self.inter_channels, 1)
@@ -168,11 +170,13 @@ class SparseNonLocal2d(nn.Module):
         q = self.query(x)
         if self.use_scale:
             q = q / self.inter_channels**0.5
+        inspected = has_forward_hooks(self.weights_tap)
         out = sparse_nonlocal_attention(q, self.key(x), self.value(x), self.offset(x),
                                         self.kernel_size, self.dilation, backend=self.backend,
-                                        return_weights=self.keep_weights)
-        if self.keep_weights:
-            out, self.last_weights = out
+                                        return_weights=inspected)
+        if inspected:
+            out, weights = out
+            self.weights_tap(weights)
         return out
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,5 +1,10 @@
 """Pieces shared by every backend of the sparse non-local op: argument checks, the sampling
-grid of the contract (:func:`sample_coordinates`) and the channels-last row layout.
+geometry of the contract and the channels-last row layout.
+
+The geometry is coded once in torch, here, for the sparse and export backends and the public
+:func:`sample_coordinates`: :func:`point_coordinates` (where each point is sampled) and
+:func:`axis_corners` (its bilinear neighbours along one axis: weights, indices). The Triton
+kernels recompute the same formulas in-kernel (:mod:`.triton_jit`).
 
 The contract itself is documented once, in the package docstring
 (:mod:`mmseg_ext.ops.sparse_nonlocal`).
@@ -9,8 +14,8 @@ from typing import Tuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ['pair', 'check_inputs', 'sample_coordinates', 'compute_dtype', 'to_rows',
-           'offset_rows', 'from_rows']
+__all__ = ['pair', 'check_inputs', 'grid_displacements', 'point_coordinates', 'axis_corners',
+           'sample_coordinates', 'compute_dtype', 'to_rows', 'offset_rows', 'from_rows']
 
 
 def is_int(value) -> bool:
@@ -73,6 +78,53 @@ def check_inputs(query, key, value, offset, kernel_size, dilation) -> Tuple[int,
     return kh, kw
 
 
+def grid_displacements(kernel: Tuple[int, int], dilation: int, dtype: torch.dtype,
+                       device: torch.device) -> Tuple[Tensor, Tensor]:
+    """``(gy, gx)``, each (K,): the displacement of point ``j = a * kw + b`` of the initial grid
+    from its query, ``(a - (kh - 1) / 2) * dilation`` and ``(b - (kw - 1) / 2) * dilation``
+    (half-pixel values for even kernels). Built on ``device`` (no host copy per call)."""
+    kh, kw = kernel
+    ga = (torch.arange(kh, device=device, dtype=dtype) - (kh - 1) / 2) * dilation
+    gb = (torch.arange(kw, device=device, dtype=dtype) - (kw - 1) / 2) * dilation
+    return (ga.view(kh, 1).expand(kh, kw).reshape(kh * kw),
+            gb.view(1, kw).expand(kh, kw).reshape(kh * kw))
+
+
+def point_coordinates(pixel: Tensor, width: int, off: Tensor, kernel: Tuple[int, int],
+                      dilation: int) -> Tuple[Tensor, Tensor]:
+    """Pixel-index sampling coordinates ``(sy, sx)``, each (..., P, K), of the K points of the
+    query pixels ``pixel`` (P,) (flat indices ``y * width + x`` within their image) with offsets
+    ``off`` (..., P, K, 2) (``dy, dx``): ``(y + gy) + dy`` and ``(x + gx) + dx``
+    (:func:`grid_displacements`), in ``off``'s dtype."""
+    gy, gx = grid_displacements(kernel, dilation, off.dtype, off.device)
+    ys = (pixel // width).to(off.dtype).view(-1, 1)
+    xs = (pixel % width).to(off.dtype).view(-1, 1)
+    return ys + gy + off[..., 0], xs + gx + off[..., 1]
+
+
+def axis_corners(c: Tensor, size: int, index_dtype: torch.dtype
+                 ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Bilinear neighbours ``floor(c)`` and ``floor(c) + 1`` of the coordinates ``c`` along one
+    axis of ``size`` pixels.
+
+    Returns ``(w, valid, index)``, each ``c.shape + (2,)``: the weights ``[1 - frac, frac]``,
+    exactly 0 for a neighbour outside ``[0, size)`` (the contract's zero outside the map);
+    ``valid``, 1 inside and 0 outside in ``c``'s dtype (so ``dw/dc = [-1, 1] * valid``, for a
+    hand-written backward); the neighbours' indices as ``index_dtype``, clamped into the axis
+    (any index is safe to gather with; its weight says whether it counts). ``floor(c)`` is
+    clamped to ``[-2, size + 1]`` (both neighbours stay outside) before the cast, so a huge or
+    infinite coordinate cannot overflow it; a non-finite ``c`` gives NaN weights (its query's
+    softmax becomes NaN), the export backend zeroes such offsets beforehand.
+    """
+    c0 = torch.floor(c)
+    frac = (c - c0).unsqueeze(-1)
+    i0 = c0.clamp(-2, size + 1).to(index_dtype).unsqueeze(-1)
+    i = torch.cat([i0, i0 + 1], -1)
+    valid = ((i >= 0) & (i < size)).to(c.dtype)
+    w = torch.cat([1 - frac, frac], -1) * valid
+    return w, valid, i.clamp(0, size - 1)
+
+
 def sample_coordinates(offset: Tensor, kernel_size: Union[int, Tuple[int, int]],
                        dilation: int = 1) -> Tuple[Tensor, Tensor]:
     """Absolute pixel-index sampling coordinates ``(sy, sx)``, each (B, H*W, K).
@@ -83,18 +135,9 @@ def sample_coordinates(offset: Tensor, kernel_size: Union[int, Tuple[int, int]],
     """
     kh, kw = pair(kernel_size)
     B, _, H, W = offset.shape
-    K = kh * kw
-    dev, dt = offset.device, offset.dtype
-    ys = torch.arange(H, device=dev, dtype=dt).view(H, 1).expand(H, W).reshape(1, H * W, 1)
-    xs = torch.arange(W, device=dev, dtype=dt).view(1, W).expand(H, W).reshape(1, H * W, 1)
-    ga = (torch.arange(kh, device=dev, dtype=dt) - (kh - 1) / 2) * dilation
-    gb = (torch.arange(kw, device=dev, dtype=dt) - (kw - 1) / 2) * dilation
-    gy = ga.view(kh, 1).expand(kh, kw).reshape(1, 1, K)
-    gx = gb.view(1, kw).expand(kh, kw).reshape(1, 1, K)
-    off = offset.reshape(B, K, 2, H * W)
-    sy = (ys + gy) + off[:, :, 0].transpose(1, 2)
-    sx = (xs + gx) + off[:, :, 1].transpose(1, 2)
-    return sy, sx
+    off = offset.reshape(B, kh * kw, 2, H * W).permute(0, 3, 1, 2)  # (B, N, K, 2), a view
+    pixel = torch.arange(H * W, device=offset.device)
+    return point_coordinates(pixel, W, off, (kh, kw), dilation)
 
 
 def compute_dtype(*tensors: Tensor) -> torch.dtype:

@@ -11,7 +11,8 @@ It is selected automatically, whatever the ``backend`` argument, while
 
 Same row layout as the other backends: ``q, k`` (R, C), ``v`` (R, Cv), ``off`` (R, K, 2) with
 ``R = B * H * W`` rows. Every point's 4 bilinear corners (clamped into the map, weight exactly 0
-outside it, as :class:`.sparse._Geometry`) become flat row indices; per chunk of ``kc`` points:
+outside it: the geometry of :mod:`.common`, shared with the sparse backend) become flat row
+indices; per chunk of ``kc`` points:
 
 * one ``Gather`` (``index_select``) of the key rows of all corners, (R, 4 kc, C), a batched
   ``MatMul`` with the query row, (R, 4 kc), and the bilinear weights sum the corners: logits;
@@ -43,6 +44,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from .common import axis_corners, point_coordinates
+
 __all__ = ['is_exporting', 'export_attention_rows', 'CHUNK_BYTES']
 
 #: Budget (bytes) of the rows gathered for one image in one chunk of points (see the module).
@@ -68,25 +71,12 @@ def points_per_chunk(num_pixels: int, num_points: int, channels: int, itemsize: 
     return max(1, min(num_points, CHUNK_BYTES // per_point))
 
 
-def _axis(c: Tensor, size: int, steps: Tensor) -> Tuple[Tensor, Tensor]:
-    """Bilinear weights (R, kc, 2) of the neighbours ``floor(c)`` and ``floor(c) + 1`` of the
-    coordinates ``c`` (R, kc) along one axis of ``size``, 0 outside ``[0, size)``, and the
-    neighbours' indices clamped into the axis (as floats, exact below 2**24)."""
-    c = c.clamp(-2, size + 1)  # both neighbours stay outside; keeps the int cast small
-    c0 = torch.floor(c)
-    frac = (c - c0).unsqueeze(-1)
-    i = c0.unsqueeze(-1) + steps  # (R, kc, 2): floor(c), floor(c) + 1
-    valid = ((i >= 0) & (i <= size - 1)).to(c.dtype)
-    w = torch.cat([1 - frac, frac], -1) * valid
-    return w, i.clamp(0, size - 1)
-
-
 def _corners(sy: Tensor, sx: Tensor, H: int, W: int, base: Tensor) -> Tuple[Tensor, Tensor]:
     """Flat rows (R * 4 kc,) int64 and weights (R, kc, 4) of the 4 corners of the points
     ``(sy, sx)`` (R, kc); corner order (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1)."""
-    steps = torch.tensor([0., 1.], dtype=sy.dtype, device=sy.device)
-    wy, iy = _axis(sy, H, steps)
-    wx, ix = _axis(sx, W, steps)
+    # float indices: exact below 2**24, and the flat index below is cast to int64 once
+    wy, _, iy = axis_corners(sy, H, sy.dtype)
+    wx, _, ix = axis_corners(sx, W, sx.dtype)
     kc = sy.shape[1]
     w = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).reshape(-1, kc, 4)
     rows = (iy.unsqueeze(-1) * W + ix.unsqueeze(-2)).to(torch.int64).reshape(-1, 4 * kc) + base
@@ -120,10 +110,7 @@ def export_attention_rows(q: Tensor, k: Tensor, v: Tensor, off: Tensor, hw: Tupl
     rr = torch.arange(off.shape[0], device=dev)
     n = rr % N  # pixel of each row within its image
     base = (rr - n).view(-1, 1)  # its image's first row, b * N
-    grid_y = [(a - (kh - 1) / 2) * dilation for a in range(kh) for _ in range(kw)]
-    grid_x = [(b - (kw - 1) / 2) * dilation for _ in range(kh) for b in range(kw)]
-    sy = (n // W).to(dt).view(-1, 1) + torch.tensor(grid_y, dtype=dt, device=dev) + off[..., 0]
-    sx = (n % W).to(dt).view(-1, 1) + torch.tensor(grid_x, dtype=dt, device=dev) + off[..., 1]
+    sy, sx = point_coordinates(n, W, off, kernel, dilation)
 
     kc = points_per_chunk(N, K, max(C, Cv), q.element_size())
     chunks: List[Tuple[int, int, Tensor, Tensor]] = []

@@ -13,8 +13,9 @@ a sparse ``N x N`` pattern with ``E = 4K`` entries per query row (``N = H * W``)
 
 One ``autograd.Function`` (:class:`_SparseNonLocal`) runs over chunks of query rows (the chunk
 size comes from a byte budget, ``_CHUNK_BYTES``): per chunk it builds the corner indices and
-weights (:class:`_Geometry`), the SDDMM, the softmax and the SpMM. It saves only its inputs, the
-softmax (R, K) and the per-corner dots (R, 4K); the hand-written backward recomputes the geometry
+weights (:class:`_Geometry`, on the geometry of :mod:`.common` shared with the export backend),
+the SDDMM, the softmax and the SpMM. It saves only its inputs, the softmax (R, K) and the
+per-corner dots (R, 4K); the hand-written backward recomputes the geometry
 per chunk and uses the same pattern (SDDMM with the output gradient, SpMM and transposed SpMM
 accumulated in place, and the closed-form derivative of the bilinear weights for the offsets).
 Nothing of size ``N * K * C`` is ever materialised: memory is ``O(N K + N (C + Cv))``, linear in
@@ -30,6 +31,8 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
+
+from .common import axis_corners, point_coordinates
 
 __all__ = ['sparse_attention_rows', 'sparse_logits_rows']
 
@@ -113,16 +116,12 @@ class _Geometry:
 
     def __init__(self, off_rows: Tensor, r0: int, r1: int, H: int, W: int, kh: int, kw: int,
                  dilation: int):
-        dev, dt = off_rows.device, off_rows.dtype
+        dev = off_rows.device
         N, K, R = H * W, kh * kw, r1 - r0
         rr = torch.arange(r0, r1, device=dev)
         n = rr % N
         base = (rr - n).view(R, 1, 1)  # batch offset b * N of every row
-        ga = (torch.arange(kh, device=dev, dtype=dt) - (kh - 1) / 2) * dilation
-        gb = (torch.arange(kw, device=dev, dtype=dt) - (kw - 1) / 2) * dilation
-        off = off_rows[r0:r1]  # (R, K, 2)
-        sy = (n // W).to(dt).view(R, 1) + ga.repeat_interleave(kw).view(1, K) + off[..., 0]
-        sx = (n % W).to(dt).view(R, 1) + gb.repeat(kh).view(1, K) + off[..., 1]
+        sy, sx = point_coordinates(n, W, off_rows[r0:r1], (kh, kw), dilation)
         self.wy, self.dwy, iy = self._axis(sy, H)
         self.wx, self.dwx, ix = self._axis(sx, W)
         self.w = (self.wy.unsqueeze(-1) * self.wx.unsqueeze(-2)).view(R, K, 4)
@@ -137,18 +136,11 @@ class _Geometry:
 
     @staticmethod
     def _axis(c: Tensor, size: int):
-        """Weights (R, K, 2) of the neighbours ``floor(c)`` and ``floor(c) + 1`` along one axis,
-        their derivative w.r.t. ``c`` and the neighbours' indices clamped into the map."""
-        c0 = torch.floor(c)
-        frac = (c - c0).unsqueeze(-1)
-        # clamp before the int cast so that inf / huge offsets cannot overflow.
-        i0 = c0.clamp_(-2, size + 1).long().unsqueeze(-1)
-        i = torch.cat([i0, i0 + 1], -1)
-        valid = ((i >= 0) & (i < size)).to(c.dtype)
+        """Weights (R, K, 2) of the neighbours along one axis (:func:`.common.axis_corners`),
+        their derivative w.r.t. ``c`` and the neighbours' int64 indices clamped into the map."""
+        w, valid, i = axis_corners(c, size, torch.long)
         sign = torch.tensor([-1., 1.], dtype=c.dtype, device=c.device)
-        dw = sign * valid  # d/dc of [1 - frac, frac] * valid
-        w = torch.cat([1 - frac, frac], -1) * valid
-        return w, dw, i.clamp_(0, size - 1)
+        return w, sign * valid, i  # d/dc of [1 - frac, frac] * valid
 
     def offset_grad(self, gw: Tensor, out: Tensor):
         """Chain rule from ``gw = dL/dw`` (R, K, 4) into ``out`` (R, K, 2) = (dL/dsy, dL/dsx)."""
