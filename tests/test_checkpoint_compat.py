@@ -1,9 +1,9 @@
 """The restricted unpickler that :func:`mmseg_ext.checkpoint.safe_load` uses on torch < 2.6.
 
 On torch 2.0-2.5, ``torch.serialization.add_safe_globals`` is missing or cannot build the classes
-mmengine pickles, so ``safe_load`` unpickles with :mod:`mmseg_ext.restricted_pickle` (allow-list:
-torch's weights-only globals + ``SAFE_GLOBALS``). These tests run that path on every torch (on the
-current stack by switching ``NATIVE_ALLOWLIST`` off), so both stacks of CI test it.
+mmengine pickles, so ``safe_load`` unpickles with :mod:`mmseg_ext.checkpoint.restricted_pickle`
+(allow-list: torch's weights-only globals + ``SAFE_GLOBALS``). These tests run that path on every
+torch (on the current stack by switching ``NATIVE_ALLOWLIST`` off), so both stacks of CI test it.
 """
 import os
 import pickle
@@ -13,21 +13,22 @@ import pytest
 import torch
 
 import mmseg_ext  # noqa: F401
-from mmseg_ext import checkpoint as ckpt_mod
-from mmseg_ext import restricted_pickle
-from mmseg_ext.checkpoint import UnsafeCheckpointError, safe_load
+from mmseg_ext.checkpoint import UnsafeCheckpointError, allowlist, restricted_pickle, safe_load
+from mmseg_ext.utils import versions
 from test_checkpoint_safety import _pickle_calling_getattr, _runner_like_checkpoint
 
 
 @pytest.fixture
 def restricted(monkeypatch):
     """safe_load through the restricted unpickler, whatever this torch is."""
-    monkeypatch.setattr(ckpt_mod, 'NATIVE_ALLOWLIST', False)
-    monkeypatch.setattr(restricted_pickle, 'ALLOWED', ckpt_mod.restricted_allowlist())
+    monkeypatch.setattr(allowlist, 'NATIVE_ALLOWLIST', False)  # where weights_only_load reads it
+    monkeypatch.setattr(restricted_pickle, 'ALLOWED', allowlist.restricted_allowlist())
 
 
 def test_native_allowlist_exactly_from_torch_2_6():
-    assert ckpt_mod.NATIVE_ALLOWLIST == (ckpt_mod._torch_version() >= (2, 6))
+    release = tuple(int(p) for p in torch.__version__.split('+')[0].split('.')[:2])
+    assert allowlist.NATIVE_ALLOWLIST == (release >= (2, 6))
+    assert allowlist.NATIVE_ALLOWLIST == versions.torch_has_native_allowlist()
 
 
 @pytest.mark.parametrize('zip_format', [True, False], ids=['zip', 'legacy'])
