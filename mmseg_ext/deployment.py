@@ -50,6 +50,7 @@ def exporter_name(dynamo: bool) -> str:
 
 def dynamo_unavailable() -> Optional[str]:
     """Why ``torch.onnx.export(dynamo=True)`` cannot run here, or None."""
+    # a capability test, not a version fact (mmseg_ext.utils.versions): does export take dynamo=
     if 'dynamo' not in inspect.signature(torch.onnx.export).parameters:
         return (f'the dynamo exporter needs torch >= 2.5 (torch.onnx.export(dynamo=True)); this '
                 f'is torch {torch.__version__}')
@@ -186,6 +187,8 @@ def export_onnx(model: nn.Module, shape: Sequence[int], out: str, dynamo: bool,
         if dynamic_batch:
             kwargs['dynamic_shapes'] = ({0: torch.export.Dim('batch')}, )
     else:
+        # a capability test (as in dynamo_unavailable): an export that takes dynamo= may default
+        # to it, so the TorchScript exporter is asked for by name
         if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
             kwargs['dynamo'] = False
         kwargs['opset_version'] = opset or TORCHSCRIPT_OPSET

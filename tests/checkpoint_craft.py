@@ -116,7 +116,8 @@ def process_snapshot() -> dict:
     """State that a file refused or loaded must leave as it was."""
     from mmengine.logging import HistoryBuffer
 
-    from mmseg_ext import checkpoint, restricted_pickle
+    from mmseg_ext import checkpoint
+    from mmseg_ext.checkpoint import restricted_pickle
     funcs = [torch._utils._rebuild_tensor_v2, torch._utils._rebuild_tensor,
              torch._utils._rebuild_parameter, torch._tensor._rebuild_from_type_v2,
              checkpoint.restricted_getattr, collections.OrderedDict.__init__]
@@ -181,10 +182,10 @@ def fuzz(seed: int, count: int, workdir: str, restricted: bool) -> dict:
     import os.path as osp
     import random
 
-    from mmseg_ext import checkpoint as ckpt_mod
-    from mmseg_ext.checkpoint import CheckpointFileError, UnsafeCheckpointError, safe_load
+    from mmseg_ext.checkpoint import (CheckpointFileError, UnsafeCheckpointError, allowlist,
+                                      safe_load)
     if restricted:
-        ckpt_mod.NATIVE_ALLOWLIST = False
+        allowlist.NATIVE_ALLOWLIST = False  # where weights_only_load reads it
     rng = random.Random(seed)
     from test_checkpoint_safety import _runner_like_checkpoint  # noqa: F401  (tests on sys.path)
     ckpt = _runner_like_checkpoint()

@@ -3,8 +3,8 @@
 Each is refused as unsafe, naming the file, with nothing executed; afterwards the process is as it
 was (:func:`checkpoint_craft.process_snapshot`) and a trusted checkpoint loads to its exact values.
 Every test runs on both stacks: through torch's weights-only unpickler after the restricted scan
-(torch >= 2.6) and through :mod:`mmseg_ext.restricted_pickle` alone (torch < 2.6, and here on
-every torch with ``NATIVE_ALLOWLIST`` switched off).
+(torch >= 2.6) and through :mod:`mmseg_ext.checkpoint.restricted_pickle` alone (torch < 2.6, and
+here on every torch with ``NATIVE_ALLOWLIST`` switched off).
 """
 import collections
 import copyreg
@@ -18,18 +18,18 @@ import torch
 import mmseg_ext  # noqa: F401
 from checkpoint_craft import (Call, build_on, dumps, floats, op_global, op_str, process_snapshot,
                               slot_state, storage, tensor, write_zip)
-from mmseg_ext import checkpoint as ckpt_mod
-from mmseg_ext import restricted_pickle
+from mmseg_ext.checkpoint import allowlist, restricted_pickle
 from mmseg_ext.checkpoint import CheckpointFileError, UnsafeCheckpointError, safe_load
 
 
 @pytest.fixture(params=['native', 'restricted'])
 def loader(request, monkeypatch):
     """Both unpicklers: torch's own (where this torch has the extensible one) and ours."""
-    if request.param == 'native' and not ckpt_mod.NATIVE_ALLOWLIST:
+    if request.param == 'native' and not allowlist.NATIVE_ALLOWLIST:
         pytest.skip('torch < 2.6: the restricted unpickler is the only one')
     if request.param == 'restricted':
-        monkeypatch.setattr(ckpt_mod, 'NATIVE_ALLOWLIST', False)
+        # where weights_only_load reads it
+        monkeypatch.setattr(allowlist, 'NATIVE_ALLOWLIST', False)
     return request.param
 
 

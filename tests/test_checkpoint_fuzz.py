@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import mmseg_ext  # noqa: F401
-from mmseg_ext import checkpoint as ckpt_mod
+from mmseg_ext.checkpoint import allowlist
 
 TESTS = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TESTS)
@@ -16,7 +16,7 @@ REPO = osp.dirname(TESTS)
 
 @pytest.mark.parametrize('restricted', [False, True], ids=['native', 'restricted'])
 def test_fuzzed_checkpoints_are_refused_cleanly_or_load(tmp_path, restricted):
-    if not restricted and not ckpt_mod.NATIVE_ALLOWLIST:
+    if not restricted and not allowlist.NATIVE_ALLOWLIST:
         pytest.skip('torch < 2.6: the restricted unpickler is the only one')
     code = ('import json, sys; sys.path[:0] = [%r, %r]; import checkpoint_craft as c; '
             'print("FUZZ " + json.dumps(c.fuzz(seed=0, count=300, workdir=%r, restricted=%r)))'
