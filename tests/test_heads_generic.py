@@ -31,10 +31,13 @@ CHANNELS = [8, 16, 24, 32]
 
 def build(name, **over):
     import mmseg_ext  # noqa: F401
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
     cfg = dict(copy.deepcopy(CASES[name]), num_classes=NUM_CLASSES)
     cfg.update(over)
-    return MODELS.build(cfg)
+    # in mmseg's scope whatever an earlier test (a Runner) left as the default scope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MODELS.build(cfg)
 
 
 def feats(batch=2, seed=0, dtype=torch.float32):
