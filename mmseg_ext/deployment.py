@@ -8,7 +8,9 @@ decode head's ``predict`` (so SAHead's ``infer_mode``, e.g. ``Y_den + Y_SA4``) r
 to the input size, ``(B, num_classes, H, W)`` float32. The input ``img`` is ``(B, 3, H, W)``
 float32 as the data preprocessor outputs it (channel order converted, mean/std normalised):
 preprocessing, the argmax and the resize back to the original image size are not in the graph;
-the auxiliary head is not run. H and W are fixed at export; the batch can be dynamic.
+the auxiliary head is not run. H and W are fixed at export unless ``dynamic_shape`` (TorchScript
+exporter; refused for models with adaptive pooling, :func:`check_dynamic_shape`); the batch can
+be dynamic.
 
 Exporters (``dynamo``): ``False`` is torch's TorchScript exporter (``torch.onnx.export(...,
 dynamo=False)``, every torch version, fast); ``True`` is ``torch.onnx.export(..., dynamo=True)``
@@ -71,7 +73,9 @@ class SegLogits(nn.Module):
         self.shape = tuple(shape)
 
     def forward(self, img: Tensor) -> Tensor:
-        meta = dict(img_shape=self.shape, pad_shape=self.shape, ori_shape=self.shape)
+        # the input's own size (traced as a size, not a constant: a dynamic H, W follows it)
+        shape = tuple(img.shape[-2:]) if torch.onnx.is_in_onnx_export() else self.shape
+        meta = dict(img_shape=shape, pad_shape=shape, ori_shape=shape)
         return self.segmentor.encode_decode(img, [meta])
 
 
@@ -166,12 +170,16 @@ def choose_exporter(model: nn.Module, shape: Sequence[int], dynamo: Optional[boo
 
 def export_onnx(model: nn.Module, shape: Sequence[int], out: str, dynamo: bool,
                 dynamic_batch: bool = False, opset: Optional[int] = None,
-                check: bool = True) -> str:
+                check: bool = True, dynamic_shape: bool = False) -> str:
     """Export ``SegLogits(model, shape)`` to ``out`` (input ``img``, output ``seg_logits``) with
-    the chosen exporter; a dynamic batch axis with ``dynamic_batch``; ``opset`` None = 17 for
-    the TorchScript exporter, the dynamo exporter's default otherwise. :func:`check_exportable`
-    first unless ``check=False`` (already done, e.g. by :func:`choose_exporter`). Returns ``out``.
+    the chosen exporter; a dynamic batch axis with ``dynamic_batch``, dynamic H and W axes with
+    ``dynamic_shape`` (TorchScript exporter; :func:`check_dynamic_shape` says which models keep
+    sizes in their graph); ``opset`` None = 17 for the TorchScript exporter, the dynamo
+    exporter's default otherwise. :func:`check_exportable` first unless ``check=False``
+    (already done, e.g. by :func:`choose_exporter`). Returns ``out``.
     """
+    if dynamic_shape:
+        check_dynamic_shape(model, dynamo)
     if check:
         check_exportable(model, shape, dynamo)
     H, W = int(shape[0]), int(shape[1])
@@ -192,8 +200,10 @@ def export_onnx(model: nn.Module, shape: Sequence[int], out: str, dynamo: bool,
         if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
             kwargs['dynamo'] = False
         kwargs['opset_version'] = opset or TORCHSCRIPT_OPSET
-        if dynamic_batch:
-            kwargs['dynamic_axes'] = {'img': {0: 'batch'}, 'seg_logits': {0: 'batch'}}
+        axes = ({0: 'batch'} if dynamic_batch else {})
+        axes.update({2: 'height', 3: 'width'} if dynamic_shape else {})
+        if axes:
+            kwargs['dynamic_axes'] = {'img': dict(axes), 'seg_logits': dict(axes)}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')  # tracer and deprecation warnings
         try:
@@ -204,6 +214,49 @@ def export_onnx(model: nn.Module, shape: Sequence[int], out: str, dynamo: bool,
                               f'--shape {H} {W}: {type(e).__name__}: {what}\nTry '
                               f'{exporter_name(not dynamo)}.') from e
     return out
+
+
+#: Modules whose output window depends on their input's size, which the TorchScript exporter
+#: cannot export with dynamic H and W (it stops with "SymbolicValueError: Unsupported: ONNX
+#: export of operator adaptive pooling, input size not accessible"; measured 2026-12-07 on the
+#: quickstart PSPNet, GFFNet and SANet). The sparse non-local op is not among them: its export
+#: path computes its geometry from the traced sizes, so SSANet exports with dynamic H and W.
+SIZE_BAKING = {
+    'AdaptiveAvgPool2d': 'adaptive pooling (its windows follow the input size)',
+    'AdaptiveMaxPool2d': 'adaptive pooling (its windows follow the input size)',
+    'GridAvgPool2d': "SAHead's attn_grid pooling (adaptive: its cells follow the map size; "
+                     'pool_ratio pooling exports)',
+    'GridMaxPool2d': "SAHead's attn_grid pooling (adaptive: its cells follow the map size; "
+                     'pool_ratio pooling exports)',
+}
+
+
+def _global_pool(m: nn.Module) -> bool:
+    """An adaptive pooling to 1x1 (exported as a global pooling, any input size)."""
+    size = getattr(m, 'output_size', None)
+    return size in (1, (1, 1), [1, 1])
+
+
+def dynamic_shape_problems(model: nn.Module) -> List[str]:
+    """The modules of ``model`` the TorchScript exporter cannot export with dynamic H and W, as
+    ``'name (type): why'``."""
+    return [f'{name} ({type(m).__name__}): {SIZE_BAKING[type(m).__name__]}'
+            for name, m in model.named_modules()
+            if type(m).__name__ in SIZE_BAKING and not _global_pool(m)]
+
+
+def check_dynamic_shape(model: nn.Module, dynamo: bool) -> None:
+    """ExportError saying why ``model`` cannot be exported with dynamic H and W (the
+    TorchScript exporter; models whose graph keeps sizes are named with the module that
+    does)."""
+    if dynamo:
+        raise ExportError('--dynamic-shape uses the TorchScript exporter: add --no-dynamo')
+    problems = dynamic_shape_problems(model)
+    if problems:
+        raise ExportError(
+            'this model cannot be exported with dynamic H and W: ' + '; '.join(problems[:4])
+            + (f' and {len(problems) - 4} more' if len(problems) > 4 else '')
+            + '. Export one file per input size (--shape H W) instead.')
 
 
 def verify_onnx(model: nn.Module, path: str, shape: Sequence[int],

@@ -311,7 +311,7 @@ def test_tool_exports_checkpoint_with_dynamic_batch(deployment, tmp_path, capsys
     printed = capsys.readouterr().out
     assert 'with the TorchScript exporter' in printed
     assert 'seg_logits (batch, 19, 64, 128)' in printed
-    assert 'onnxruntime vs PyTorch (batch 1, 3): max abs error' in printed
+    assert 'onnxruntime vs PyTorch at 64x128 (batch 1, 3): max abs error' in printed
     err = float(printed.split('max abs error ')[1].split()[0])
     assert err <= ATOL and out.is_file()
     # the checkpoint's weights were exported: this process's model agrees with the file
@@ -400,3 +400,32 @@ def test_tool_no_strict_exports_the_weights_that_match(deployment, tmp_path, cap
     with pytest.raises(SystemExit):
         load_tool().parse_args([quickstart('sanet'), '--shape', '64', '128', '--no-strict'])
     assert '--no-strict is about loading a CHECKPOINT' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('algo,extra', [('fcn', []), ('ssanet', []),
+                                        ('sanet', ['model.decode_head.attn_grid=None',
+                                                   'model.decode_head.pool_ratio=8'])])
+def test_dynamic_shape_verified_at_three_sizes(algo, extra, tmp_path, capsys):
+    """#39: --dynamic-shape exports H and W as dynamic axes; --verify runs three sizes."""
+    out = tmp_path / f'{algo}.onnx'
+    args = [quickstart(algo), '--shape', '64', '128', '--no-dynamo', '--dynamic-shape', '--verify',
+            '--out', str(out)] + (['--cfg-options', *extra] if extra else [])
+    load_tool().main(args)
+    text = capsys.readouterr().out
+    for size in ('64x128', '96x192', '40x168'):
+        assert f'onnxruntime vs PyTorch at {size} (batch 1): max abs error' in text, text
+    import onnx
+    dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == [1, 3, 'height', 'width']
+
+
+@pytest.mark.parametrize('algo,what', [('pspnet', 'AdaptiveAvgPool2d'), ('gffnet', 'AdaptiveAvgPool2d'),
+                                       ('sanet', 'GridAvgPool2d')])
+def test_dynamic_shape_refused_with_the_reason(algo, what, tmp_path):
+    out = tmp_path / 'x.onnx'
+    with pytest.raises(SystemExit) as e:
+        load_tool().main([quickstart(algo), '--shape', '64', '128', '--no-dynamo',
+                          '--dynamic-shape', '--out', str(out)])
+    msg = str(e.value.code)
+    assert 'cannot be exported with dynamic H and W' in msg and what in msg
+    assert 'one file per input size' in msg and not out.exists()

@@ -44,6 +44,10 @@ def parse_args(argv=None):
     parser.add_argument('--out', default=None,
                         help='output file (default: work_dirs/onnx/CONFIGNAME_HxW.onnx)')
     parser.add_argument('--dynamic-batch', action='store_true', help='dynamic batch axis')
+    parser.add_argument('--dynamic-shape', action='store_true',
+                        help='dynamic H and W axes (TorchScript exporter; --verify then checks '
+                        'three sizes); refused, saying why, for models whose graph keeps sizes '
+                        '(adaptive pooling: PSPNet, GFFNet, SAHead with attn_grid)')
     parser.add_argument('--opset', type=int, default=None,
                         help='ONNX opset (default: 17 TorchScript, the exporter default dynamo)')
     parser.add_argument('--no-strict', dest='strict', action='store_false',
@@ -88,7 +92,8 @@ def describe(model, shape, dynamic_batch: bool) -> str:
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ext.deployment import (CheckpointMismatchError, ExportError, build_segmentor,
-                                      choose_exporter, export_onnx, exporter_name, verify_onnx)
+                                      check_dynamic_shape, choose_exporter, export_onnx,
+                                      exporter_name, verify_onnx)
     if not osp.isfile(args.config):
         sys.exit(f'pytorch2onnx: config not found: {args.config}')
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):
@@ -107,23 +112,33 @@ def main(argv=None):
     if osp.dirname(out):
         os.makedirs(osp.dirname(out), exist_ok=True)
     try:
+        if args.dynamic_shape:
+            check_dynamic_shape(model, bool(args.dynamo))
         dynamo = choose_exporter(model, shape, args.dynamo)
         export_onnx(model, shape, out, dynamo, dynamic_batch=args.dynamic_batch,
-                    opset=args.opset, check=False)
+                    opset=args.opset, check=False, dynamic_shape=args.dynamic_shape)
     except ExportError as e:
         sys.exit(f'pytorch2onnx: {e}')
     print(f'exported {osp.basename(args.config)} with {exporter_name(dynamo)} to {out}')
     print(describe(model, shape, args.dynamic_batch))
     if args.verify:
         batches = (1, 3) if args.dynamic_batch else (1, )
-        res = verify_onnx(model, out, shape, batches)
-        print(f'onnxruntime vs PyTorch (batch {", ".join(map(str, batches))}): max abs error '
-              f'{res["max_abs_error"]:.3g} (max |logit| {res["max_abs_logit"]:.3g}), argmax '
-              f'differs on {100 * res["argmax_mismatch"]:.4g}% of pixels')
-        if not res['max_abs_error'] <= args.atol:
-            sys.exit(f'pytorch2onnx: verification failed: max abs error '
-                     f'{res["max_abs_error"]:.3g} > --atol {args.atol:g}')
+        sizes = verify_sizes(shape) if args.dynamic_shape else [shape]
+        for size in sizes:
+            res = verify_onnx(model, out, size, batches)
+            print(f'onnxruntime vs PyTorch at {size[0]}x{size[1]} (batch '
+                  f'{", ".join(map(str, batches))}): max abs error {res["max_abs_error"]:.3g} '
+                  f'(max |logit| {res["max_abs_logit"]:.3g}), argmax differs on '
+                  f'{100 * res["argmax_mismatch"]:.4g}% of pixels')
+            if not res['max_abs_error'] <= args.atol:
+                sys.exit(f'pytorch2onnx: verification failed at {size[0]}x{size[1]}: max abs '
+                         f'error {res["max_abs_error"]:.3g} > --atol {args.atol:g}')
 
+
+def verify_sizes(shape):
+    """The export size and two others (one larger, one of other proportions), at least 32."""
+    h, w = shape
+    return [(h, w), (h + 32, w + 64), (max(32, h - 24), w + 40)]
 
 if __name__ == '__main__':
     main()
