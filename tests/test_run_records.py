@@ -34,7 +34,7 @@ def _record(config, seed, val, test, curve=(), **extra):
     return dict(config=config, tag='', seed=seed, iters=None, train_opts=[], miou=val,
                 iou=_iou(val), test=dict(miou=test, iou=_iou(test)), model_record=model,
                 compared=compared, config_sha256=config_sha256(model, compared), seconds=600.0,
-                params=1_234_567, curve=[dict(iter=i, miou=m, iou=_iou(m)) for i, m in curve],
+                params=1_234_567, flops=503_000_000, curve=[dict(iter=i, miou=m, iou=_iou(m)) for i, m in curve],
                 environment=dict(machine=dict(cpus=2, cpu='AMD EPYC', gpu=None),
                                  versions=dict(torch='2.14.1', mmseg='1.2.2'),
                                  commit='0123456789abcdef', date=f'2026-12-07 1{seed}:00 UTC'),
@@ -92,8 +92,8 @@ def test_tables_and_figures_come_from_the_records(rt, tmp_path):
     assert rt.main(['--repo', str(repo), '--check']) == 0
     readme = (repo / 'README.md').read_text()
     assert readme.startswith('intro\n<!-- results:summary -->\n| model |') and 'stale' not in readme
-    assert '| FCN | 30.5 ± 0.7 | 28.5 ± 0.7 | - | - | - | 1.23M | 0, 1 / - |' in readme
-    assert '| GFFNet | - | - | 60.0 | 58.5 | 60.0 / 58.5 | 1.23M | - / 0 |' in readme
+    assert '| FCN | 30.5 ± 0.7 | 28.5 ± 0.7 | - | - | - | 1.23M | 0.50G | 0, 1 / - |' in readme
+    assert '| GFFNet | - | - | 60.0 | 58.5 | 60.0 / 58.5 | 1.23M | 0.50G | - / 0 |' in readme
     assert '99.0' not in readme and '98.0' not in readme
     docs = (repo / 'docs' / 'all.md').read_text()
     assert '| FCN | 30.5 ± 0.7 | 28.5 ± 0.7 | 30.5 ± 0.7 | 28.5 ± 0.7 |' in docs

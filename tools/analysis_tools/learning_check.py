@@ -190,6 +190,8 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=(), reco
     if 'curve' not in res and osp.isfile(log_file):  # a run finished before curves were kept
         with open(log_file) as f:
             res['curve'] = parse_curve(f.read())
+    if 'flops' not in res and record_dir:  # of the inference model at the config's crop
+        res['flops'] = model_flops(config_as_trained(config, seed, iters, train_opts))
     if 'test' not in res and record_dir:  # the final checkpoint on the held-out test split
         res['test'] = evaluate(config, work_dir, 'test_split', list(train_opts), env, iters)
     # the test builds the trained model (train_opts) and then switches what the variant says
@@ -356,6 +358,15 @@ def model_fingerprint(cfg, size=(64, 128)):
     finally:
         torch.random.set_rng_state(rng_state)
         logger.setLevel(level)
+
+
+def model_flops(cfg):
+    """FLOPs of the inference model (no auxiliary head) on one image of the config's
+    ``crop_size``, as ``tools/analysis_tools/get_flops.py`` counts them."""
+    from mmseg_ext.apis import build_segmentor
+    from mmseg_ext.utils.flops import count_flops
+    model = build_segmentor(cfg, weights='offline', cfg_options={'model.auxiliary_head': None})
+    return count_flops(model, tuple(cfg.get('crop_size') or (512, 512)))['flops']
 
 
 def count_params(cfg):

@@ -159,22 +159,26 @@ def table_summary(records):
     if not any(rs for s in sets.values() for rs in s.values()):
         return 'No run is recorded yet (docs/runs/ is empty).\n'
     lines = ['| model | quickstart val mIoU | quickstart test mIoU | benchmark val mIoU | '
-             'benchmark test mIoU | benchmark thin classes, val / test | params | seeds |',
-             '| --- ' * 8 + '|']
+             'benchmark test mIoU | benchmark thin classes, val / test | params | FLOPs | seeds |',
+             '| --- ' * 9 + '|']
     for key, name in MODELS:
         q, b = sets['quickstart'][key], sets['benchmark'][key]
         params = sorted({r['params'] for r in q + b if 'params' in r})
+        flops = sorted({r['flops'] for r in b or q if 'flops' in r})
         thin = (f"{_cell([group_mean(r['iou'], THIN) for r in b])} / "
                 f"{_cell([group_mean(r['test']['iou'], THIN) for r in b])}") if b else '-'
         lines.append(
             f"| {name} | {_cell([r['miou'] for r in q])} | {_cell([r['test']['miou'] for r in q])} "
             f"| {_cell([r['miou'] for r in b])} | {_cell([r['test']['miou'] for r in b])} "
             f"| {thin} | {', '.join(f'{p / 1e6:.2f}M' for p in params) or '-'} "
+            f"| {', '.join(f'{f / 1e9:.2f}G' for f in flops) or '-'} "
             f"| {_seeds(q)} / {_seeds(b)} |")
     return '\n'.join(lines) + (
         '\n\nSynthCity mIoU, mean ± std over seeds (seeds: quickstart / benchmark); val is where '
-        'choices were made, test is held out. Parameters of the r18tiny-d8 model (body and heads, '
-        'auxiliary FCN head included). Per class, curves and provenance: '
+        'choices were made, test is held out. Parameters of the r18tiny-d8 model as trained '
+        '(auxiliary FCN head included); FLOPs of the inference model (no auxiliary head) on one '
+        '128x256 image, as tools/analysis_tools/get_flops.py counts them (1 multiply-add = 1 '
+        'FLOP). Per class, curves and provenance: '
         '[docs/learning_check.md](docs/learning_check.md#results-from-the-run-records).\n')
 
 
