@@ -32,7 +32,8 @@ def load_analysis_tool():
 
 @pytest.fixture(scope='session')
 def synthcity_root(tmp_path_factory):
-    """A tiny SynthCity (8 train + 4 val images at the configs' 128x256) shared by the tests that train."""
+    """A tiny SynthCity (8 train + 4 val images at the configs' 128x256) shared by the tests that
+    train."""
     from mmseg_ext.datasets.synthcity import SynthCityConfig, generate
     root = str(tmp_path_factory.mktemp('synthcity'))
     generate(SynthCityConfig(root=root, seed=0, num_train=8, num_val=4))
@@ -41,7 +42,8 @@ def synthcity_root(tmp_path_factory):
 
 @pytest.fixture
 def tool_env(synthcity_root):
-    """Environment for subprocesses running the tools: the repo importable, the tiny data, 1 thread."""
+    """Environment for subprocesses running the tools: the repo importable, the tiny data, 1
+    thread."""
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
     env['SYNTHCITY_ROOT'] = synthcity_root

@@ -153,7 +153,8 @@ def test_foreign_globals_are_refused_and_run_nothing(tmp_path, restricted, zip_f
     assert not marker.exists()
 
 
-@pytest.mark.parametrize('obj,attr', [('HistoryBuffer', '__init__'), ('HistoryBuffer', '__class__')])
+@pytest.mark.parametrize('obj,attr',
+                         [('HistoryBuffer', '__init__'), ('HistoryBuffer', '__class__')])
 def test_getattr_is_restricted(restricted, obj, attr):
     data = _pickle_calling_getattr('mmengine.logging.history_buffer', obj, attr)
     with pytest.raises(pickle.UnpicklingError, match='refuses getattr'):
@@ -184,6 +185,7 @@ def test_invalid_pickle_stream_is_a_file_error(tmp_path, restricted):
     with zipfile.ZipFile(path, 'w') as dst:
         for item in src.infolist():
             data = src.read(item.filename)
-            dst.writestr(item, b'\x80\x02\xff garbage' if item.filename.endswith('data.pkl') else data)
+            dst.writestr(item, b'\x80\x02\xff garbage' if item.filename.endswith('data.pkl')
+                         else data)
     with pytest.raises(CheckpointFileError, match='bad.pth is not a checkpoint or is corrupted'):
         safe_load(path)

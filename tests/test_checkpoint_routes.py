@@ -136,7 +136,8 @@ def test_legitimate_checkpoint_loads_on_every_route(route, hub, monkeypatch):
     src = _serve(route, _legit(), hub, monkeypatch)
     ckpt = CheckpointLoader.load_checkpoint(src, map_location='cpu')
     key = 'conv.weight' if route.startswith('mmcls') else 'backbone.conv.weight'  # mmcls strips it
-    torch.testing.assert_close(ckpt['state_dict'][key], _legit()['state_dict']['backbone.conv.weight'])
+    torch.testing.assert_close(ckpt['state_dict'][key],
+                               _legit()['state_dict']['backbone.conv.weight'])
 
 
 def test_mmengine_load_url_is_the_safe_one(hub):
@@ -172,7 +173,8 @@ class _Toy(torch.nn.Module):
 
 
 def test_pretrained_init_cfg_with_and_without_prefix(hub, monkeypatch):
-    """``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` (mmengine's PretrainedInit)."""
+    """``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` (mmengine's
+    PretrainedInit)."""
     from mmengine.model.weight_init import PretrainedInit
     url = 'https://example.invalid/pretrained/net.pth'
     _serve(url, _legit(), hub, monkeypatch)

@@ -52,10 +52,11 @@ BENCH = osp.join(REPO, 'configs', 'benchmark', 'fcn_r18tiny-d8_1xb8-4k_synthcity
 
 
 def test_benchmark_config_refuses_the_quickstart_data(synthcity_root, tmp_path):
-    """configs/benchmark/ expects the benchmark generator settings; the quickstart data is refused."""
-    with pytest.raises(ValueError, match=r'generated with --detail-scale 1 --extra-pedestrians 0, but '
-                       r'this config expects --detail-scale 3 --extra-pedestrians 2\. Generate the '
-                       r'right data with `python tools/dataset_converters/synthcity\.py .* '
+    """configs/benchmark/ expects the benchmark generator settings; the quickstart data is
+    refused."""
+    with pytest.raises(ValueError, match=r'generated with --detail-scale 1 --extra-pedestrians 0, '
+                       r'but this config expects --detail-scale 3 --extra-pedestrians 2\. Generate '
+                       r'the right data with `python tools/dataset_converters/synthcity\.py .* '
                        r'--detail-scale 3 --extra-pedestrians 2`'):
         _synthcity_dataset(synthcity_root, BENCH)
     # and the reverse: benchmark data under a quickstart config

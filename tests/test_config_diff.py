@@ -14,7 +14,8 @@ def test_first_difference_names_the_path_and_both_values():
 
 
 def test_config_difference_counts_syncbn_as_bn_and_tuples_as_lists():
-    run = dict(model=dict(norm_cfg=dict(type='SyncBN'), dilations=(1, 2)), train_cfg=dict(max_iters=4))
+    run = dict(model=dict(norm_cfg=dict(type='SyncBN'), dilations=(1, 2)),
+               train_cfg=dict(max_iters=4))
     now = dict(model=dict(norm_cfg=dict(type='BN'), dilations=[1, 2]), train_cfg=dict(max_iters=4))
     assert config_difference(run, now) is None
     assert config_difference(run, dict(now, train_cfg=dict(max_iters=8))) == \

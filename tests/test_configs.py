@@ -12,7 +12,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
     if '_base_' not in p.split(osp.sep))
-NAME = re.compile(r'^[a-z0-9\-+]+_[a-zA-Z0-9\-.+]+_\d+xb\d+-\d+k_[a-zA-Z0-9\-]+-\d+x\d+(-[a-z0-9\-]+)?\.py$')
+NAME = re.compile(r'^[a-z0-9\-+]+_[a-zA-Z0-9\-.+]+_\d+xb\d+-\d+k_'
+                  r'[a-zA-Z0-9\-]+-\d+x\d+(-[a-z0-9\-]+)?\.py$')
 
 
 def test_there_are_configs():
@@ -51,15 +52,19 @@ def test_config_builds(path):
     assert 'RNGStateHook' in [h.get('type') for h in cfg.get('custom_hooks', [])], \
         "inherit '../_base_/default_runtime.py' (mmseg's runtime plus RNGStateHook)"
     assert NAME.match(osp.basename(path)), \
-        f'{osp.basename(path)}: use {{algo}}_{{backbone}}_{{gpus}}xb{{batch}}-{{iters}}_{{dataset}}-{{crop}}.py'
+        f'{osp.basename(path)}: use ' \
+        f'{{algo}}_{{backbone}}_{{gpus}}xb{{batch}}-{{iters}}_{{dataset}}-{{crop}}.py'
     # the name's schedule is the config's schedule, and no base schedule says another
     iters = int(re.search(r'xb\d+-(\d+)k_', osp.basename(path)).group(1)) * 1000
     for base_iters in re.findall(r'schedule[\w\-]*?_(\d+)k\.py', open(path).read()):
-        assert int(base_iters) * 1000 == iters, f'name says {iters} iterations, base schedule {base_iters}k'
-    assert cfg.train_cfg.max_iters == iters, f'name says {iters} iterations, config {cfg.train_cfg.max_iters}'
+        assert int(base_iters) * 1000 == iters, \
+            f'name says {iters} iterations, base schedule {base_iters}k'
+    assert cfg.train_cfg.max_iters == iters, \
+        f'name says {iters} iterations, config {cfg.train_cfg.max_iters}'
     batch = int(re.search(r'_\d+xb(\d+)-', osp.basename(path)).group(1))
     assert cfg.train_dataloader.batch_size == batch
-    crop = tuple(int(v) for v in re.search(r'-(\d+)x(\d+)(?:-[a-z0-9\-]+)?\.py$', osp.basename(path)).groups())
+    crop = tuple(int(v) for v in re.search(r'-(\d+)x(\d+)(?:-[a-z0-9\-]+)?\.py$',
+                                           osp.basename(path)).groups())
     if 'crop_size' in cfg:
         assert tuple(cfg.crop_size) == crop, f'name says crop {crop}, config {cfg.crop_size}'
     model_cfg = revert_sync_bn_cfg(cfg.model.copy())
@@ -71,7 +76,8 @@ def test_config_builds(path):
 
 
 def test_runtime_base_is_mmseg_runtime_plus_rng_hook():
-    """configs/_base_/default_runtime.py copies mmseg's (to stay within 3 levels): keep them equal."""
+    """configs/_base_/default_runtime.py copies mmseg's (to stay within 3 levels): keep them
+    equal."""
     import mmseg
     ours = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'default_runtime.py')).to_dict()
     stock = Config.fromfile(osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', '_base_',

@@ -138,8 +138,8 @@ def test_finished_only_collects_finished_and_tagged_runs(lc, tmp_path):
 
 
 def test_sa4_variant_reaches_the_benchmark_sanet(lc):
-    """--test-variants sa4:... (issue #23) gives tools/test.py a model predicting Y_SA4 alone, with the
-    parameters of the trained one (old checkpoints load strictly)."""
+    """--test-variants sa4:... (issue #23) gives tools/test.py a model predicting Y_SA4 alone, with
+    the parameters of the trained one (old checkpoints load strictly)."""
     import os.path as osp
     from mmengine.config import Config, DictAction
     import mmseg_ext  # noqa: F401
@@ -151,7 +151,8 @@ def test_sa4_variant_reaches_the_benchmark_sanet(lc):
     assert label == 'sa4'
     parser = argparse.ArgumentParser()
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    path = osp.join(lc.REPO, 'configs', 'benchmark', 'sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py')
+    path = osp.join(lc.REPO, 'configs', 'benchmark',
+                    'sanet_r18tiny-d8_1xb8-4k_synthcity-bench-128x256.py')
     cfg = Config.fromfile(path)
     trained = MODELS.build(revert_sync_bn_cfg(cfg.model.copy()))
     cfg.merge_from_dict(parser.parse_args(['--cfg-options', *opts]).cfg_options)
@@ -264,7 +265,8 @@ def test_train_one_records_the_model_it_trains(lc, tmp_path, monkeypatch):
     monkeypatch.setattr(lc.subprocess, 'run', fake_run)
     monkeypatch.setattr(lc, 'count_params', lambda cfg: 123)  # _HEAD builds no backbone
     monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: 'f' * 64)
-    res = lc.train_one(str(config), 3, str(tmp_path / 'w'), 1000, {}, ['model.decode_head.num_convs=1'])
+    res = lc.train_one(str(config), 3, str(tmp_path / 'w'), 1000, {},
+                       ['model.decode_head.num_convs=1'])
     assert calls[0][-len(lc.train_options(3, 1000, [])) - 1:] == \
         lc.train_options(3, 1000, ['model.decode_head.num_convs=1'])
     assert res['model_record']['decode_head']['num_convs'] == 1  # the trained options, merged
@@ -286,7 +288,8 @@ def test_non_positive_iters_are_refused_by_argparse(lc, tmp_path, monkeypatch, c
     training; both are argparse errors now, before any run (usage error: exit status 2)."""
     monkeypatch.setattr(lc, 'run_one', _no_run)
     monkeypatch.setattr(lc, 'finished_runs', _no_run)
-    config = osp.join(lc.REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    config = osp.join(lc.REPO, 'configs', 'quickstart',
+                      'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
     for extra in ([], ['--finished-only']):
         monkeypatch.setattr(sys, 'argv', ['learning_check.py', config, '--iters', iters,
                                           '--out-dir', str(tmp_path / 'out'), *extra])
@@ -316,7 +319,8 @@ def test_positive_iters_reach_the_runs(lc, tmp_path, monkeypatch):
 
 def test_negative_iters_fail_fast_on_the_command_line(lc, tmp_path):
     """The script itself: refused by argparse in well under a second of work (no training)."""
-    config = osp.join(lc.REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+    config = osp.join(lc.REPO, 'configs', 'quickstart',
+                      'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
     start = time.time()
     proc = subprocess.run([sys.executable, osp.join(lc.REPO, 'tools', 'analysis_tools',
                                                    'learning_check.py'), config, '--iters', '-5',

@@ -1,7 +1,8 @@
-"""The papers' own test settings (issue #13, item 4) are ready in the configs, and the TTA one runs.
+"""The papers' own test settings (issue #13, item 4) are ready in the configs, and the TTA one
+runs.
 
-* GFFNet (Table 2): sliding-window test, and with ``--tta`` the mean of the softmax maps at the scales
-  {0.75, 1, 1.25, 1.5, 1.75}, without flip; on Cityscapes and on the embedded SynthCity.
+* GFFNet (Table 2): sliding-window test, and with ``--tta`` the mean of the softmax maps at the
+  scales {0.75, 1, 1.25, 1.5, 1.75}, without flip; on Cityscapes and on the embedded SynthCity.
 * SSANet (footnote 1): N = 2401 = 49x49 at output stride 16 is the map of a 769x769 crop, and the
   ``-769x769`` configs test with mmseg's 769x769 sliding window.
 * SANet: the VOC paper recipe from ImageNet weights trains at lr 1e-3.
@@ -41,7 +42,8 @@ def test_gffnet_paper_tta_is_table2_ms(path, synthcity_root):
     assert [t['scale_factor'] for t in groups[0]] == PAPER_SCALES
     assert not any(t['type'] == 'RandomFlip' for group in groups for t in group)
     img = glob.glob(osp.join(synthcity_root, 'leftImg8bit', 'val', '*', '*.png'))[0]
-    seg = img.replace('leftImg8bit', 'gtFine', 1).replace('_leftImg8bit.png', '_gtFine_labelTrainIds.png')
+    seg = img.replace('leftImg8bit', 'gtFine', 1).replace('_leftImg8bit.png',
+                                                          '_gtFine_labelTrainIds.png')
     out = Compose(cfg.tta_pipeline)(dict(img_path=img, seg_map_path=seg, reduce_zero_label=False,
                                          seg_fields=[]))
     import mmcv
@@ -52,7 +54,8 @@ def test_gffnet_paper_tta_is_table2_ms(path, synthcity_root):
 
 
 def test_gffnet_paper_configs_slide(monkeypatch):
-    """Every 864x864 paper config tests with 864x864 windows (the training crop), stride 2/3 of it."""
+    """Every 864x864 paper config tests with 864x864 windows (the training crop), stride 2/3 of
+    it."""
     import functools
 
     import mmengine.config.utils as cfg_utils
@@ -62,14 +65,17 @@ def test_gffnet_paper_configs_slide(monkeypatch):
     assert len(paths) >= 7
     for path in paths:
         cfg = Config.fromfile(path)
-        assert cfg.model.test_cfg == dict(mode='slide', crop_size=(864, 864), stride=(576, 576)), path
+        assert cfg.model.test_cfg == dict(mode='slide', crop_size=(864, 864),
+                                          stride=(576, 576)), path
         assert [t['scale_factor'] for t in _tta_transforms(cfg)[0]] == PAPER_SCALES, path
 
 
 def test_gffnet_paper_tta_runs_on_synthcity(tmp_path, tool_env):
-    """``tools/test.py CONFIG CKPT --tta`` runs the paper's MS + sliding-window test on the tiny data.
+    """``tools/test.py CONFIG CKPT --tta`` runs the paper's MS + sliding-window test on the tiny
+    data.
 
-    The checkpoint is the random initialisation (nothing is trained): this checks the path, not a score.
+    The checkpoint is the random initialisation (nothing is trained): this checks the path, not a
+    score.
     """
     from mmengine.runner import save_checkpoint
     from mmseg.registry import MODELS
@@ -132,7 +138,9 @@ def test_ssanet_cityscapes_769(name, stride, size):
 
 @pytest.mark.parametrize('backbone', ['r50', 'r101'])
 def test_sanet_voc_paper_recipe_lr(backbone):
-    """80 epochs on VOC aug from ImageNet weights at lr 1e-3 (1e-4 is §4.1's post-COCO fine-tuning)."""
-    cfg = Config.fromfile(osp.join(CFG, 'sanet', f'sanet_{backbone}-d8_4xb4-53k_voc12aug-512x512-paper.py'))
+    """80 epochs on VOC aug from ImageNet weights at lr 1e-3 (1e-4 is §4.1's post-COCO
+    fine-tuning)."""
+    cfg = Config.fromfile(osp.join(CFG, 'sanet',
+                                   f'sanet_{backbone}-d8_4xb4-53k_voc12aug-512x512-paper.py'))
     assert cfg.optim_wrapper.optimizer.lr == 1e-3
     assert cfg.param_scheduler[0].end == cfg.train_cfg.max_iters == 53000

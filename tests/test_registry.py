@@ -37,7 +37,8 @@ def test_import_is_idempotent():
     code = ('import importlib, mmseg_ext; from test_registry import EXPECTED, _ours; '
             "importlib.reload(importlib.import_module('mmseg_ext.checkpoint')); "
             'from mmseg_ext.checkpoint import unsafe_schemes; '
-            'assert _ours().keys() >= EXPECTED and unsafe_schemes() == [] and mmseg_ext.__version__')
+            'assert _ours().keys() >= EXPECTED and unsafe_schemes() == [] '
+            'and mmseg_ext.__version__')
     tests = osp.dirname(osp.abspath(__file__))
     proc = subprocess.run([sys.executable, '-c', f'import sys; sys.path[:0] = [{tests!r}]; {code}'],
                           capture_output=True, text=True, timeout=300, cwd=osp.dirname(tests))

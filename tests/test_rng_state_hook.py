@@ -99,8 +99,9 @@ FCN = osp.join(REPO, 'configs', 'quickstart', 'fcn_r18tiny-d8_1xb8-1k_synthcity-
 def test_resume_of_a_shipped_config_without_seed_is_bit_exact(tmp_path, tool_env):
     """The FCN quickstart as shipped: no randomness.seed (so each process draws a random one, and
     mmengine builds the sampler and the worker seeds from it before resume adopts the checkpoint's),
-    augmentation in the config's 2 persistent dataloader workers. Resuming at 2 of 4 gives the uninterrupted
-    iter_4, because the hook rebuilds the train dataloader with the checkpoint's seed."""
+    augmentation in the config's 2 persistent dataloader workers. Resuming at 2 of 4 gives the
+    uninterrupted iter_4, because the hook rebuilds the train dataloader with the checkpoint's
+    seed."""
     from mmengine.config import Config
     cfg = Config.fromfile(FCN)
     assert cfg.get('randomness', {}).get('seed') is None
@@ -148,7 +149,8 @@ def test_reseed_rebuilds_from_the_config_or_warns(monkeypatch):
 
     def runner_with(dataloader_arg):
         loader = DataLoader(list(range(4)), batch_size=2)
-        loop = SimpleNamespace(dataloader=loader, dataloader_iterator=_InfiniteDataloaderIterator(loader))
+        loop = SimpleNamespace(dataloader=loader,
+                               dataloader_iterator=_InfiniteDataloaderIterator(loader))
         return SimpleNamespace(seed=7, train_loop=loop, _train_dataloader=dataloader_arg,
                                _randomness_cfg=dict(seed=7), build_dataloader=build_dataloader)
 

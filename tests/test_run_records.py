@@ -34,7 +34,8 @@ def _record(config, seed, val, test, curve=(), **extra):
     return dict(config=config, tag='', seed=seed, iters=None, train_opts=[], miou=val,
                 iou=_iou(val), test=dict(miou=test, iou=_iou(test)), model_record=model,
                 compared=compared, config_sha256=config_sha256(model, compared), seconds=600.0,
-                params=1_234_567, flops=503_000_000, curve=[dict(iter=i, miou=m, iou=_iou(m)) for i, m in curve],
+                params=1_234_567, flops=503_000_000,
+                curve=[dict(iter=i, miou=m, iou=_iou(m)) for i, m in curve],
                 environment=dict(machine=dict(cpus=2, cpu='AMD EPYC', gpu=None),
                                  versions=dict(torch='2.14.1', mmseg='1.2.2'),
                                  commit='0123456789abcdef', date=f'2026-12-07 1{seed}:00 UTC'),
@@ -48,7 +49,8 @@ def _fake_repo(tmp_path, records):
     (repo / 'configs' / 'x').mkdir(parents=True)
     names = ['summary'] + [f'{s}{k}' for s in ('quickstart', 'benchmark')
                            for k in ('', '-classes', '-curves', '-runs')]
-    (repo / 'README.md').write_text('intro\n<!-- results:summary -->\nstale\n<!-- /results:summary -->\nend\n')
+    (repo / 'README.md').write_text('intro\n<!-- results:summary -->\nstale\n'
+                                    '<!-- /results:summary -->\nend\n')
     (repo / 'docs' / 'all.md').write_text(''.join(
         f'<!-- results:{n} -->\n<!-- /results:{n} -->\n\n' for n in names))
     (repo / 'configs' / 'x' / 'README.md').write_text('no blocks here\n')
@@ -112,7 +114,8 @@ def test_tables_and_figures_come_from_the_records(rt, tmp_path):
 
 def test_an_unknown_block_is_refused(rt, tmp_path):
     repo = _fake_repo(tmp_path, [])
-    (repo / 'docs' / 'typo.md').write_text('<!-- results:benchmak -->\n<!-- /results:benchmak -->\n')
+    (repo / 'docs' / 'typo.md').write_text('<!-- results:benchmak -->\n'
+                                           '<!-- /results:benchmak -->\n')
     with pytest.raises(ValueError, match=r"unknown results block 'benchmak'"):
         rt.main(['--repo', str(repo), '--check'])
 
@@ -139,7 +142,8 @@ def test_a_record_is_reused_without_its_work_dir(lc, tmp_path):
     config = tmp_path / 'cfg.py'
     config.write_text("model = dict(type='EncoderDecoder', decode_head=dict(type='FCNHead', "
                       "in_channels=8, channels=4, num_classes=3))\n"
-                      "train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, val_interval=500)\n"
+                      "train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, "
+                      "val_interval=500)\n"
                       "param_scheduler = [dict(type='PolyLR', end=4000)]\n")
     cfg = lc.config_as_trained(str(config), 0, None, [])
     model, compared = lc.current_model_record(cfg), lc.compared_parts(cfg)

@@ -21,7 +21,8 @@ def test_map_stats_against_direct_formulas(tool):
     g = torch.Generator().manual_seed(0)
     k, h, w = 5, 7, 9
     logits = [torch.randn(k, h, w, generator=g, dtype=torch.float64) * s for s in (1.0, 3.0)]
-    labels = [torch.randint(0, k - 1, (h, w), generator=g) for _ in range(2)]  # class 4 never labelled
+    # class 4 never labelled
+    labels = [torch.randint(0, k - 1, (h, w), generator=g) for _ in range(2)]
     labels[0][0, :4] = 255
     stats = tool.MapStats(k)
     for x, y in zip(logits, labels):

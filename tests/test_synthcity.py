@@ -141,10 +141,11 @@ def test_generate_writes_its_settings(tmp_path):
     assert read_meta(str(tmp_path / 'nothing')) is None
 
 
-@pytest.mark.parametrize('bad,match', [(dict(detail_scale=0.5), r'detail_scale must be in \[1, 6\]'),
-                                       (dict(detail_scale=7.0), r'detail_scale must be in \[1, 6\]'),
-                                       (dict(extra_pedestrians=-1), r'extra_pedestrians must be in'),
-                                       (dict(extra_pedestrians=9), r'extra_pedestrians must be in')])
+@pytest.mark.parametrize('bad,match',
+                         [(dict(detail_scale=0.5), r'detail_scale must be in \[1, 6\]'),
+                          (dict(detail_scale=7.0), r'detail_scale must be in \[1, 6\]'),
+                          (dict(extra_pedestrians=-1), r'extra_pedestrians must be in'),
+                          (dict(extra_pedestrians=9), r'extra_pedestrians must be in')])
 def test_bad_generator_settings(bad, match):
     with pytest.raises(ValueError, match=match):
         SynthCityConfig(**bad)
@@ -196,7 +197,8 @@ def test_regenerating_over_old_data_is_refused_or_clean(tmp_path):
     assert len(_dataset(root, 'bench')) == 2
     # --overwrite deletes only SynthCity's own entries; anything else makes it refuse
     (root / 'notes.txt').write_text('mine')
-    with pytest.raises(FileExistsError, match=r"holds files the generator did not write: notes\.txt"):
+    with pytest.raises(FileExistsError,
+                       match=r"holds files the generator did not write: notes\.txt"):
         generate(bench, overwrite=True)
     assert (root / 'notes.txt').read_text() == 'mine' and (root / 'synthcity.json').is_file()
 
@@ -218,8 +220,8 @@ def test_interrupted_generation_is_refused_on_load(tmp_path, monkeypatch):
         generate(SynthCityConfig(root=str(root), num_train=4, num_val=2), overwrite=True)
     # the old synthcity.json and files went first; the cut-short run wrote none
     assert len(_pngs(root)) == 5 and not (root / 'synthcity.json').exists()
-    with pytest.raises(ValueError, match=r"has no synthcity\.json, which the generator writes last: "
-                       r"its generation did not finish.*Regenerate it with `python tools/"
+    with pytest.raises(ValueError, match=r"has no synthcity\.json, which the generator writes "
+                       r"last: its generation did not finish.*Regenerate it with `python tools/"
                        r"dataset_converters/synthcity\.py .* --overwrite`"):
         _dataset(root)
     monkeypatch.setattr(sc, '_write_png', write)
@@ -237,8 +239,8 @@ def test_counts_short_or_mixed_are_refused_on_load(tmp_path):
     generate(SynthCityConfig(root=str(other), num_train=4, num_val=1, seed=5))
     extra = 'leftImg8bit/train/aachen/aachen_000001_000019_leftImg8bit.png'
     (root / extra).write_bytes((other / extra).read_bytes())
-    with pytest.raises(ValueError, match=r'holds 4 images in leftImg8bit/train, its synthcity\.json '
-                       r'lists 3: 1 are from another generation \(e\.g\. ' + extra):
+    with pytest.raises(ValueError, match=r'holds 4 images in leftImg8bit/train, its '
+                       r'synthcity\.json lists 3: 1 are from another generation \(e\.g\. ' + extra):
         _dataset(root)
     (root / extra).unlink()
     img.unlink()  # the val split counts too: the folder must hold the whole generation

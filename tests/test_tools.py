@@ -64,7 +64,8 @@ def train_test_with(train_py, test_py, config, tmp_path, env, iters=3):
 
 @pytest.mark.parametrize('config', HEAD_QUICKSTARTS, ids=lambda p: osp.basename(p).split('_')[0])
 def test_stock_mmseg_tools_run_a_project_config(config, tmp_path, tool_env):
-    """The installed mmseg's own train.py/test.py train each head end to end and test its checkpoint."""
+    """The installed mmseg's own train.py/test.py train each head end to end and test its
+    checkpoint."""
     train_test_with(mmseg_tool('train.py'), mmseg_tool('test.py'), config, tmp_path, tool_env)
 
 
@@ -73,9 +74,11 @@ def test_project_tools_match_stock_arguments(tmp_path, tool_env):
                     tmp_path, tool_env, iters=2)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU multi-process path is for machines without CUDA')
+@pytest.mark.skipif(torch.cuda.is_available(),
+                    reason='the CPU multi-process path is for machines without CUDA')
 def test_dist_train_two_cpu_processes_then_resume(tmp_path, tool_env):
-    tool_env = dict(tool_env, PATH=osp.dirname(sys.executable) + ':' + tool_env['PATH'], PORT='29517')
+    tool_env = dict(tool_env, PATH=osp.dirname(sys.executable) + ':' + tool_env['PATH'],
+                    PORT='29517')
     work = tmp_path / 'dist'
     base = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), QUICK, '2', '--work-dir', str(work)]
     out = run(base + ['--cfg-options', *short_run(2)], tool_env)
@@ -84,13 +87,16 @@ def test_dist_train_two_cpu_processes_then_resume(tmp_path, tool_env):
     assert (work / 'iter_2.pth').is_file()
     # resume continues from iteration 2 to 4 (not from scratch)
     out = run(base + ['--resume', '--cfg-options', *short_run(4)], tool_env)
-    assert re.search(r'resumed (epoch|iter)', out, re.I) or 'Load checkpoint from' in out, out[-3000:]
-    assert re.search(r'Iter\(train\) \[\s*3/4\]', out) and not re.search(r'Iter\(train\) \[\s*1/4\]', out)
+    assert re.search(r'resumed (epoch|iter)', out, re.I) or 'Load checkpoint from' in out, \
+        out[-3000:]
+    assert re.search(r'Iter\(train\) \[\s*3/4\]', out) and \
+        not re.search(r'Iter\(train\) \[\s*1/4\]', out)
     ckpt = weights_only_load(work / 'iter_4.pth', map_location='cpu')
     assert ckpt['meta']['iter'] == 4
     # and the multi-process test path evaluates it
-    out = run(['bash', osp.join(REPO, 'tools', 'dist_test.sh'), QUICK, str(work / 'iter_4.pth'), '2',
-               '--work-dir', str(tmp_path / 'dist_test'), '--cfg-options', *short_run(4)], tool_env)
+    out = run(['bash', osp.join(REPO, 'tools', 'dist_test.sh'), QUICK, str(work / 'iter_4.pth'),
+               '2', '--work-dir', str(tmp_path / 'dist_test'), '--cfg-options', *short_run(4)],
+              tool_env)
     assert 0.0 <= miou_of(out) <= 100.0
 
 
@@ -99,7 +105,8 @@ def test_mim_train_and_test_mmseg(tmp_path, tool_env):
     if not osp.isfile(mim):
         pytest.fail('openmim is not installed in this environment (tools/install.sh installs it)')
     work = tmp_path / 'mim'
-    run([mim, 'train', 'mmseg', QUICK, '--work-dir', str(work), '--cfg-options', *short_run(2)], tool_env)
+    run([mim, 'train', 'mmseg', QUICK, '--work-dir', str(work), '--cfg-options', *short_run(2)],
+        tool_env)
     assert (work / 'iter_2.pth').is_file()
     out = run([mim, 'test', 'mmseg', QUICK, '--checkpoint', str(work / 'iter_2.pth'), '--work-dir',
                str(tmp_path / 'mimtest'), '--cfg-options', *short_run(2)], tool_env)

@@ -5,8 +5,8 @@ in minutes, through mmseg's stock ``CityscapesDataset`` and pipelines, without d
 
 Layout written under ``root`` (exactly what ``CityscapesDataset`` expects)::
 
-    leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png        (RGB, uint8)
-    gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png    (19 train ids, 255)
+    leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png     (RGB, uint8)
+    gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png (19 train ids, 255)
     synthcity.json    the settings, written last and atomically (synthcity_files.py: a folder
                       holding it holds one finished generation; SynthCityDataset checks that)
     synthcity-manifest.json   the PNGs above, listed before any is written: what --overwrite deletes
@@ -43,7 +43,8 @@ random objects (of which about 15% are pedestrians). At s = 3 alone a stride-8 F
 thin class in 4k iterations but never a pedestrian: 0.2% of the pixels, tall narrow shapes it took
 for terrain and poles (docs/learning_check.md). n = 0 draws nothing more (the original bytes).
 
-The benchmark config set (``configs/benchmark/``) uses s = 3, n = 2; the quickstart keeps s = 1, n = 0.
+The benchmark config set (``configs/benchmark/``) uses s = 3, n = 2; the quickstart keeps s = 1,
+n = 0.
 """
 from __future__ import annotations
 
@@ -162,11 +163,13 @@ def _vehicle(cv: _Canvas, rng, cx, base_y, scale, kind_label, body_color):
 
 def _two_wheeler(cv: _Canvas, rng, cx, base_y, scale, motor: bool, with_rider: bool,
                  detail: float = 1.0):
-    """``scale`` is the depth scale, already multiplied by ``detail``; tyres are ``detail`` px thick."""
+    """``scale`` is the depth scale, already multiplied by ``detail``; tyres are ``detail`` px
+    thick."""
     label = MOTORCYCLE if motor else BICYCLE
     r = (3.2 if motor else 2.6) * scale
     for wx in (cx - 5 * scale, cx + 5 * scale):
-        ring = cv.ellipse(base_y - r, wx, r, r) & ~cv.ellipse(base_y - r, wx, r - detail, r - detail)
+        ring = (cv.ellipse(base_y - r, wx, r, r)
+                & ~cv.ellipse(base_y - r, wx, r - detail, r - detail))
         cv.paint(ring, (30, 30, 30), label)
     frame = cv.rect(base_y - 2 * r - detail, base_y - r, cx - 5 * scale, cx + 5 * scale)
     cv.paint(frame, (170, 40, 40) if motor else (40, 120, 170), label, rng, 5)
@@ -184,7 +187,8 @@ def _person(cv: _Canvas, rng, cx, base_y, scale, label=PERSON):
 
 
 def _pole(cv: _Canvas, rng, x, base_y, top_y, width, detail: float = 1.0):
-    """A pole ``width`` px wide (already multiplied by ``detail``); lamps and plates scale by ``detail``."""
+    """A pole ``width`` px wide (already multiplied by ``detail``); lamps and plates scale by
+    ``detail``."""
     d = detail
     cv.paint(cv.rect(top_y, base_y, x, x + width), (110, 110, 115), POLE, rng, 4)
     kind = rng.integers(3)

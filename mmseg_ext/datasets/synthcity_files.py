@@ -170,8 +170,8 @@ def prepare_root(root: str, overwrite: bool = False, files: Iterable[str] = ()) 
     if entries and not overwrite:
         shown = ', '.join(entries[:6]) + (', ...' if len(entries) > 6 else '')
         raise FileExistsError(
-            f'SynthCity output folder {root!r} is not empty (it holds {shown}): the new images would '
-            'be mixed with the files there. Pass a new or empty folder, or --overwrite '
+            f'SynthCity output folder {root!r} is not empty (it holds {shown}): the new images '
+            'would be mixed with the files there. Pass a new or empty folder, or --overwrite '
             '(generate(..., overwrite=True)) to delete the SynthCity data in it first.')
     if entries:
         own = recorded_files(root)
@@ -331,9 +331,9 @@ def check_files(root: str, meta: dict, fix: str) -> None:
                     f'{len(expected)}), e.g. {missing[0]}: files were deleted since. {fix}')
             if extra:
                 raise ValueError(
-                    f'SynthCity data at {root!r} holds {len(found)} {what} in {folder}/{split}, its '
-                    f'{META_FILE} lists {len(expected)}: {len(extra)} are from another generation '
-                    f'(e.g. {extra[0]}), mixed with this one. {fix}')
+                    f'SynthCity data at {root!r} holds {len(found)} {what} in {folder}/{split}, '
+                    f'its {META_FILE} lists {len(expected)}: {len(extra)} are from another '
+                    f'generation (e.g. {extra[0]}), mixed with this one. {fix}')
             for rel in sorted(expected):
                 path = osp.join(root, rel)
                 h, w, fmt, problem = _png_scan(path, inflate=suffix == LBL_SUFFIX)

@@ -338,10 +338,11 @@ def reseed_train_dataloader(runner, built_seed: Optional[int]) -> Optional[bool]
     if not isinstance(cfg, dict) or not hasattr(loop, 'dataloader') or not (
             old_iter is None or type(old_iter) is _InfiniteDataloaderIterator):
         print_log(f'RNGStateHook: the train dataloader was built with seed {built_seed} before '
-                  f'--resume adopted the checkpoint\'s seed {seed}, and it cannot be rebuilt (it was '
-                  'passed as a built DataLoader, or the train loop is not one of mmengine\'s): the '
-                  'data order and dataloader-worker seeds differ from the uninterrupted run, so the '
-                  f'resumed run will NOT reproduce it. Resume with --cfg-options randomness.seed={seed}',
+                  f'--resume adopted the checkpoint\'s seed {seed}, and it cannot be rebuilt (it '
+                  'was passed as a built DataLoader, or the train loop is not one of '
+                  'mmengine\'s): the data order and dataloader-worker seeds differ from the '
+                  'uninterrupted run, so the resumed run will NOT reproduce it. Resume with '
+                  f'--cfg-options randomness.seed={seed}',
                   logger='current', level=logging.WARNING)
         return False
     if old_iter is not None:  # stop its workers now rather than at garbage collection
@@ -354,8 +355,8 @@ def reseed_train_dataloader(runner, built_seed: Optional[int]) -> Optional[bool]
         loop.dataloader_iterator = _InfiniteDataloaderIterator(loop.dataloader)
     # whether the data order then matches the uninterrupted run's depends on the other settings
     # too: RNGStateHook.before_train says so (or not) once it has compared them
-    print_log(f'RNGStateHook: rebuilt the train dataloader with the checkpoint\'s seed {seed} (it was '
-              f'built with seed {built_seed} before --resume adopted the checkpoint\'s)',
+    print_log(f'RNGStateHook: rebuilt the train dataloader with the checkpoint\'s seed {seed} '
+              f'(it was built with seed {built_seed} before --resume adopted the checkpoint\'s)',
               logger='current', level=logging.INFO)
     return True
 

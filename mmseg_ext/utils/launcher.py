@@ -47,16 +47,17 @@ def configure_launcher(cfg: Config, launcher: str) -> Config:
     if launcher == 'none' or torch.cuda.is_available():
         return cfg
     if launcher == 'mpi':
-        raise ValueError("launcher 'mpi' is not supported without CUDA here; use --launcher pytorch "
-                         '(tools/dist_train.sh) or slurm (tools/slurm_train.sh)')
+        raise ValueError("launcher 'mpi' is not supported without CUDA here; use --launcher "
+                         'pytorch (tools/dist_train.sh) or slurm (tools/slurm_train.sh)')
     if launcher == 'slurm':
         _slurm_env(os.environ.get('PORT'))
     elif launcher != 'pytorch':
         raise ValueError(f"unknown launcher '{launcher}': use none, pytorch or slurm")
-    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+               if k not in os.environ]
     if missing:
-        raise RuntimeError(f'--launcher {launcher} needs the environment variables {missing}; start '
-                           'the script through tools/dist_train.sh (torchrun) or srun')
+        raise RuntimeError(f'--launcher {launcher} needs the environment variables {missing}; '
+                           'start the script through tools/dist_train.sh (torchrun) or srun')
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo', init_method='env://')
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())

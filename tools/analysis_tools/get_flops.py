@@ -4,12 +4,12 @@
 
 mmseg 1.2.2's own ``tools/analysis_tools/get_flops.py`` stops on mmengine 0.10.7 with
 ``"input_shape" and "inputs" cannot be both set``, and what mmengine's counter sees of SSANet's
-sparse non-local op depends on the path it traced. This tool builds the model offline (no checkpoint, no
-download; SyncBN as BN, the auxiliary head dropped as mmseg's tool does), counts with
-:func:`mmseg_ext.utils.flops.count_flops` (mmengine's ``FlopAnalyzer``, one multiply-add = one
-FLOP; the sparse non-local op counted by a handle registered for the module that calls it,
-whichever backend it runs) and prints the result. ``--shape``: the input (H, W); one value means a square; default the config's
-``crop_size`` (else 512 x 512).
+sparse non-local op depends on the path it traced. This tool builds the model offline (no
+checkpoint, no download; SyncBN as BN, the auxiliary head dropped as mmseg's tool does), counts
+with :func:`mmseg_ext.utils.flops.count_flops` (mmengine's ``FlopAnalyzer``, one multiply-add =
+one FLOP; the sparse non-local op counted by a handle registered for the module that calls it,
+whichever backend it runs) and prints the result. ``--shape``: the input (H, W); one value means a
+square; default the config's ``crop_size`` (else 512 x 512).
 """
 import argparse
 import sys

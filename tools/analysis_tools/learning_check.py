@@ -1,4 +1,5 @@
-"""The learning check: train configs on SynthCity with several seeds, tabulate mIoU and per-class IoU.
+"""The learning check: train configs on SynthCity with several seeds, tabulate mIoU and per-class
+IoU.
 
     python tools/analysis_tools/learning_check.py \
         configs/quickstart/fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py \
@@ -10,13 +11,15 @@
 
 Each (config, seed) is trained with ``tools/train.py`` (same schedule for every config unless
 ``--iters`` shortens all of them alike), evaluated on SynthCity val at the end, and the per-class
-table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`` are reused (with the same ``--iters`` only),
-and only while they are runs of the config as it trains now: a run whose dumped config or recorded
-model (every default of the code filled in) differs is refused with the first difference, so a
-changed config or a changed default of a head is never reported with an old run's numbers.
-``--cfg-options`` changes the trained model of every config alike (the run is named with ``--tag``);
-``--test-variants LABEL:KEY=VALUE[,KEY=VALUE]`` also tests each final checkpoint with ``tools/test.py``
-under those options (a test-time switch, no retraining; added to finished runs too).
+table mmseg prints is parsed from the log. Runs already finished in ``--out-dir`` are reused
+(with the same ``--iters`` only), and only while they are runs of the config as it trains now: a
+run whose dumped config or recorded model (every default of the code filled in) differs is
+refused with the first difference, so a changed config or a changed default of a head is never
+reported with an old run's numbers.
+``--cfg-options`` changes the trained model of every config alike (the run is named with
+``--tag``); ``--test-variants LABEL:KEY=VALUE[,KEY=VALUE]`` also tests each final checkpoint with
+``tools/test.py`` under those options (a test-time switch, no retraining; added to finished runs
+too).
 ``--finished-only`` trains nothing: it reports the runs of these configs already finished in
 ``--out-dir`` (tagged ones included, e.g. ``gffnet_...-align1_seed0``), for a report while a long
 series is still running; each run is matched by the config, seed and options it recorded, not by
@@ -267,13 +270,14 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
     Two records of the run are compared with the config (with :func:`train_options` merged):
     its ``compared`` schedule and optimizer (a run record's, :func:`compared_parts`; for runs
     trained before records, the config mmengine dumped into the work dir: ``model``,
-    ``train_cfg``, ``optim_wrapper``, ``param_scheduler``), and ``result.json``'s ``model_record`` (the model with every default
-    of the code filled in when it trained, :func:`current_model_record`), which also catches a
-    changed default of a head. Where the record is kept, the model is compared by it alone:
-    it is the dumped model with the defaults of its day filled in, so a config that pins the
-    old value of a changed default (``den_loss_on='den'``) still matches the runs trained
-    under it. A run that keeps neither (made by hand, or by a test) is not compared; one
-    trained before records were kept (2026-12-02) is compared by its config only.
+    ``train_cfg``, ``optim_wrapper``, ``param_scheduler``), and ``result.json``'s
+    ``model_record`` (the model with every default of the code filled in when it trained,
+    :func:`current_model_record`), which also catches a changed default of a head. Where the
+    record is kept, the model is compared by it alone: it is the dumped model with the defaults
+    of its day filled in, so a config that pins the old value of a changed default
+    (``den_loss_on='den'``) still matches the runs trained under it. A run that keeps neither
+    (made by hand, or by a test) is not compared; one trained before records were kept
+    (2026-12-02) is compared by its config only.
     """
     from mmengine.config import Config
 
@@ -403,7 +407,8 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
 
 
 def name_tagged(res, name, tag):
-    """A run trained with --cfg-options is reported as ``{config name}-{tag}`` (short: ``gffnet-tag``)."""
+    """A run trained with --cfg-options is reported as ``{config name}-{tag}`` (short:
+    ``gffnet-tag``)."""
     if tag:
         res['config'], res['short'] = f'{name}-{tag}', f"{name.split('_')[0]}-{tag}"
     return res
@@ -496,7 +501,8 @@ def expand_variants(results):
     for r in results:
         out.append(r)
         for label, t in r.get('tests', {}).items():
-            out.append(dict(r, config=f"{r['config']} [{label}]", short=f"{short_name(r)} [{label}]",
+            out.append(dict(r, config=f"{r['config']} [{label}]",
+                            short=f"{short_name(r)} [{label}]",
                             iou=t['iou'], miou=t['miou'], test=t.get('test')))
     return out
 
@@ -506,7 +512,8 @@ def write_report(results, out_dir, seeds, iters):
     names = list(dict.fromkeys(r['config'] for r in results))
     by = {n: [r for r in results if r['config'] == n] for n in names}
     short = {n: short_name(by[n][0]) for n in names}
-    lines = [f'Seeds {seeds}; ' + (f'{iters} iterations each' if iters else 'schedule of each config'),
+    lines = [f'Seeds {seeds}; '
+             + (f'{iters} iterations each' if iters else 'schedule of each config'),
              '', '| config | mIoU | test mIoU | thin classes | context classes | lowest thin class '
              'or person (mean) | train time / run | seeds |',
              '| --- | --- | --- | --- | --- | --- | --- | --- |']
@@ -544,8 +551,8 @@ def write_report(results, out_dir, seeds, iters):
         width = 0.8 / len(groups)
         for k, (label, get) in enumerate(groups):
             ms = [mean_std([get(r) for r in by[n]]) for n in names]
-            ax.bar([i + (k - (len(groups) - 1) / 2) * width for i in range(len(names))], [m for m, _ in ms],
-                   width, yerr=[s for _, s in ms], capsize=3, label=label)
+            ax.bar([i + (k - (len(groups) - 1) / 2) * width for i in range(len(names))],
+                   [m for m, _ in ms], width, yerr=[s for _, s in ms], capsize=3, label=label)
         ax.set_xticks(range(len(names)),
                       [f"{short[n]}\n{len(by[n])} seed{'s' if len(by[n]) > 1 else ''}"
                        for n in names], fontsize=8)
@@ -560,13 +567,15 @@ def write_report(results, out_dir, seeds, iters):
 
 
 def write_curves(results, out_dir):
-    """curves.md / curves.png: per-class IoU of every run against iterations (runs with >1 point)."""
+    """curves.md / curves.png: per-class IoU of every run against iterations (runs with >1
+    point)."""
     runs = [r for r in results if len(r.get('curve') or []) > 1]
     if not runs:
         return ''
     label = {id(r): f"{short_name(r)} s{r['seed']}" for r in runs}
     cols = ('mIoU', ) + SMALL + CONTEXT
-    lines = ['Per-class IoU at each validation (columns: thin classes, person, context classes)', '']
+    lines = ['Per-class IoU at each validation (columns: thin classes, person, context classes)',
+             '']
     for r in runs:
         lines += [f"{r['config']}, seed {r['seed']}", '', '| iter | ' + ' | '.join(cols) + ' |',
                   '| --- |' + ' --- |' * len(cols)]
@@ -581,8 +590,8 @@ def write_curves(results, out_dir):
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(2, (len(cols) + 1) // 2, figsize=(3.0 * ((len(cols) + 1) // 2), 5.6),
-                                 sharex=True)
+        fig, axes = plt.subplots(2, (len(cols) + 1) // 2,
+                                 figsize=(3.0 * ((len(cols) + 1) // 2), 5.6), sharex=True)
         for ax, c in zip(axes.ravel(), cols):
             for r in runs:
                 xs = [p['iter'] for p in r['curve']]
@@ -603,7 +612,8 @@ def write_curves(results, out_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--iters', type=positive_iters, default=None,
@@ -617,8 +627,8 @@ def main(argv=None):
                         help='where each finished run\'s record is written and read (committed: '
                         'the tables are built from it; default: docs/runs/ of this clone)')
     parser.add_argument('--finished-only', action='store_true',
-                        help='train nothing: report the runs of these configs finished in --out-dir '
-                        'or recorded in --record-dir')
+                        help='train nothing: report the runs of these configs finished in '
+                        '--out-dir or recorded in --record-dir')
     parser.add_argument('--test-variants', nargs='+', type=parse_variant, default=[],
                         metavar='LABEL:KEY=VALUE[,KEY=VALUE]',
                         help='also test each final checkpoint with these options')

@@ -1,7 +1,8 @@
 """Rebuild every results table and figure of the learning checks from the committed run records.
 
     python tools/analysis_tools/results_tables.py            # rewrite the tables and figures
-    python tools/analysis_tools/results_tables.py --check    # exit 1 if any differs (the suite runs it)
+    python tools/analysis_tools/results_tables.py --check    # exit 1 if any differs
+                                                             # (the suite runs it)
 
 Reads only ``docs/runs/*.json`` (the records ``learning_check.py`` writes, one per finished run;
 no work dir, no checkpoint), so a fresh clone rebuilds the same bytes. The tables live in the
@@ -84,7 +85,8 @@ def table_set(records, set_name):
         low = min(SMALL, key=lambda c: mean_std([r['iou'][c] for r in rs])[0])
         secs = sum(r['seconds'] for r in rs) / len(rs)
         lines.append(
-            f"| {name} | {_cell([r['miou'] for r in rs])} | {_cell([r['test']['miou'] for r in rs])} "
+            f"| {name} | {_cell([r['miou'] for r in rs])} "
+            f"| {_cell([r['test']['miou'] for r in rs])} "
             f"| {_cell([group_mean(r['iou'], THIN) for r in rs])} "
             f"| {_cell([group_mean(r['test']['iou'], THIN) for r in rs])} "
             f"| {_cell([group_mean(r['iou'], CONTEXT) for r in rs])} "

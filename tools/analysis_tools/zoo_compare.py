@@ -367,8 +367,9 @@ _LOG_CHECKPOINT = re.compile(r'Load checkpoint from (\S+)')
 
 def config_difference(run_cfg, cfg) -> Optional[str]:
     """Where the config a run recorded trains another model or schedule than ``cfg`` (None: the
-    same): ``model`` and ``train_cfg`` compared by :func:`mmseg_ext.utils.config_diff.config_difference`
-    (SyncBN counted as BN, the run's value first)."""
+    same): ``model`` and ``train_cfg`` compared by
+    :func:`mmseg_ext.utils.config_diff.config_difference` (SyncBN counted as BN, the run's value
+    first)."""
     from mmseg_ext.utils.config_diff import config_difference as difference
     return difference(run_cfg, cfg, ('model', 'train_cfg'))
 

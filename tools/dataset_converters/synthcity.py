@@ -1,11 +1,14 @@
-"""Generate SynthCity, the embedded Cityscapes-layout benchmark (see mmseg_ext/datasets/synthcity.py).
+"""Generate SynthCity, the embedded Cityscapes-layout benchmark (see
+mmseg_ext/datasets/synthcity.py).
 
-    python tools/dataset_converters/synthcity.py data/synthcity [--seed 0] [--num-train 320] [--num-val 80]
+    python tools/dataset_converters/synthcity.py data/synthcity [--seed 0] [--num-train 320]
+        [--num-val 80]
         [--num-test N]    (the held-out test split, its own random stream; default: as many as val)
-        [--overwrite]     (the folder must be new or empty; --overwrite deletes the SynthCity data in it:
-                           the files its synthcity-manifest.json lists, and refuses, deleting nothing,
-                           a folder holding any other file)
-    python tools/dataset_converters/synthcity.py data/synthcity-bench --detail-scale 3 --extra-pedestrians 2
+        [--overwrite]     (the folder must be new or empty; --overwrite deletes the SynthCity data
+                           in it: the files its synthcity-manifest.json lists, and refuses,
+                           deleting nothing, a folder holding any other file)
+    python tools/dataset_converters/synthcity.py data/synthcity-bench --detail-scale 3
+        --extra-pedestrians 2
         (the data of configs/benchmark/)
     python tools/dataset_converters/synthcity.py --preview docs/figures/synthcity_bench.png \
         --detail-scale 3 --extra-pedestrians 2     # the first 4 training scenes, no dataset written
@@ -37,7 +40,8 @@ def write_preview(path, cfg, num=4):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('root', nargs='?', default='data/synthcity', help='output folder')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--num-train', type=int, default=SynthCityConfig.num_train,
@@ -55,16 +59,17 @@ def main():
                         help='size multiplier of poles, lights, signs, fences, people and '
                         'two-wheelers (1: quickstart data, 3: configs/benchmark/)')
     parser.add_argument('--extra-pedestrians', type=int, default=SynthCityConfig.extra_pedestrians,
-                        help='pedestrians added to each scene (0: quickstart data, 2: configs/benchmark/)')
+                        help='pedestrians added to each scene (0: quickstart data, '
+                        '2: configs/benchmark/)')
     parser.add_argument('--preview', metavar='PNG',
                         help='only write the first 4 training scenes (image | Cityscapes-coloured '
                         'labels) with these settings into this PNG')
     parser.add_argument('--overwrite', action='store_true',
-                        help='delete the SynthCity data in a non-empty output folder first: only the '
-                        'files an earlier (finished or interrupted) generation listed in its '
+                        help='delete the SynthCity data in a non-empty output folder first: only '
+                        'the files an earlier (finished or interrupted) generation listed in its '
                         'synthcity-manifest.json (or synthcity.json); a folder holding any other '
-                        'file, also inside leftImg8bit/ or gtFine/, is refused and nothing deleted. '
-                        'Without --overwrite any non-empty folder is refused')
+                        'file, also inside leftImg8bit/ or gtFine/, is refused and nothing '
+                        'deleted. Without --overwrite any non-empty folder is refused')
     args = parser.parse_args()
     try:
         cfg = SynthCityConfig(root=args.root, seed=args.seed, num_train=args.num_train,
@@ -83,7 +88,8 @@ def main():
     print(f"SynthCity written to {cfg.root}: {out['train']} train + {out['val']} val + "
           f"{out['test']} test images "
           f"({cfg.height}x{cfg.width}, seed {cfg.seed}, detail scale {cfg.detail_scale:g}, "
-          f"{cfg.extra_pedestrians} extra pedestrians) in {time.time() - start:.1f}s; sha256 {out['digest']}")
+          f"{cfg.extra_pedestrians} extra pedestrians) in {time.time() - start:.1f}s; "
+          f"sha256 {out['digest']}")
 
 
 if __name__ == '__main__':
