@@ -5,7 +5,6 @@ import json
 import os.path as osp
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -321,12 +320,10 @@ def test_negative_iters_fail_fast_on_the_command_line(lc, tmp_path):
     """The script itself: refused by argparse in well under a second of work (no training)."""
     config = osp.join(lc.REPO, 'configs', 'quickstart',
                       'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
-    start = time.time()
     proc = subprocess.run([sys.executable, osp.join(lc.REPO, 'tools', 'analysis_tools',
                                                    'learning_check.py'), config, '--iters', '-5',
                            '--out-dir', str(tmp_path / 'out')],
                           capture_output=True, text=True, timeout=300)
-    took = time.time() - start
     assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
     assert "error: argument --iters: takes a positive number of iterations" in proc.stderr
-    assert took < 20 and not (tmp_path / 'out').exists(), took
+    assert not (tmp_path / 'out').exists()  # refused before any run (no training)

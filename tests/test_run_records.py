@@ -136,7 +136,7 @@ def test_committed_tables_are_what_the_committed_records_give(rt, tmp_path):
     assert rt.main(['--check']) == 0
 
 
-def test_a_record_is_reused_without_its_work_dir(lc, tmp_path):
+def test_a_record_is_reused_without_its_work_dir(lc, tmp_path, monkeypatch):
     """A committed record of the config as it trains now stands for the run on a machine without
     the work dir (nothing trained); a record of another model is refused, naming the record."""
     config = tmp_path / 'cfg.py'
@@ -145,6 +145,7 @@ def test_a_record_is_reused_without_its_work_dir(lc, tmp_path):
                       "train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, "
                       "val_interval=500)\n"
                       "param_scheduler = [dict(type='PolyLR', end=4000)]\n")
+    monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: 'f' * 64)  # no backbone to build
     cfg = lc.config_as_trained(str(config), 0, None, [])
     model, compared = lc.current_model_record(cfg), lc.compared_parts(cfg)
     rec = dict(_record('cfg.py', 0, 40.0, 39.0), model_record=model, compared=compared,
@@ -176,7 +177,8 @@ def test_reuse_follows_what_the_model_computes_not_its_spelling(lc, tmp_path):
     respelled = json.loads(json.dumps(model))
     respelled['decode_head']['old_name_of_an_argument'] = respelled['decode_head'].pop('num_convs')
     rec = dict(_record('fcn' + QUICK, 0, 30.0, 29.0), model_record=respelled, compared=compared,
-               fingerprint=fingerprint, config_sha256=config_sha256(respelled, compared))
+               fingerprint=fingerprint, fingerprint_version=lc.FINGERPRINT_VERSION,
+               config_sha256=config_sha256(respelled, compared))
     records = tmp_path / 'runs'
     write_record(str(records / record_name(config, '', 0, None)), rec)
     got = lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
@@ -185,6 +187,21 @@ def test_reuse_follows_what_the_model_computes_not_its_spelling(lc, tmp_path):
     write_record(str(records / record_name(config, '', 0, None)), other)
     with pytest.raises(ValueError, match=r'the same arguments, but the initial weights'):
         lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
+    # the fingerprint does not depend on the process's thread count
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert lc.model_fingerprint(cfg) == fingerprint
+    finally:
+        torch.set_num_threads(threads)
+    # a record of the first fingerprint version is compared by its model record, then
+    # fingerprinted anew
+    old = dict(rec, model_record=model, fingerprint='1' * 64, fingerprint_version=None)
+    write_record(str(records / record_name(config, '', 0, None)), old)
+    got = lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
+    assert (got['fingerprint'], got['fingerprint_version']) == (fingerprint,
+                                                               lc.FINGERPRINT_VERSION)
     # and a changed argument (the dropout of the head) changes the fingerprint
     changed = lc.config_as_trained(config, 0, None, ['model.decode_head.dropout_ratio=0.5'])
     assert lc.model_fingerprint(changed) != fingerprint

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite, from a fresh machine: for each stack, install what is missing (tools/install.sh),
-# then pytest on CPU. Exits non-zero if any stack's suite fails.
+# then the linter (ruff, once) and pytest on CPU. Exits non-zero if the linter or any stack's
+# suite fails.
 #   bash tools/run_tests.sh [pytest args]                       # both stacks (what CI runs)
 #   MMSEG_EXT_STACKS=current bash tools/run_tests.sh [args]     # one stack: current | classic
 # Stacks (README "Supported versions"): current = torch 2.14.1 in .venv (MMSEG_EXT_VENV),
@@ -32,6 +33,10 @@ for stack in $STACKS; do
     echo "stack $stack: install failed" >&2; status=1; continue
   fi
   echo "stack $stack: install $(( $(date +%s) - s ))s"
+  if [ -z "${linted:-}" ]; then  # the linter once, with the first stack's ruff (ruff.toml)
+    linted=1
+    if "$venv/bin/ruff" check .; then echo "ruff: clean"; else echo "ruff: lint errors" >&2; status=1; fi
+  fi
   s=$(date +%s)
   # tools/dist_train.sh and the tests' subprocesses call `python`
   PATH="$venv/bin:$PATH" python -m pytest tests -q -rs -p no:cacheprovider --durations=15 \

@@ -47,10 +47,32 @@ import time
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone: the project's own mmseg_ext
 
-from mmseg_ext.utils.run_records import (CLASSES, CONTEXT, SMALL, THIN, config_sha256,  # noqa: E402
-                                         environment, fmt, mean_std, read_record, record_name,
-                                         write_record)
-from mmseg_ext.utils.run_records import group_mean as _group_mean  # noqa: E402
+
+def _run_records():
+    """mmseg_ext/utils/run_records.py loaded by path: it needs the standard library only,
+    and importing it through the package would import torch and mmseg first (seconds
+    before a usage error could be printed)."""
+    import importlib.util
+    path = osp.join(REPO, 'mmseg_ext', 'utils', 'run_records.py')
+    spec = importlib.util.spec_from_file_location('_mmseg_ext_run_records', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_rr = _run_records()
+CLASSES = _rr.CLASSES
+CONTEXT = _rr.CONTEXT
+SMALL = _rr.SMALL
+THIN = _rr.THIN
+config_sha256 = _rr.config_sha256
+environment = _rr.environment
+fmt = _rr.fmt
+mean_std = _rr.mean_std
+read_record = _rr.read_record
+record_name = _rr.record_name
+write_record = _rr.write_record
+_group_mean = _rr.group_mean
 
 #: Where the run records are committed (one JSON file per finished run, issue #37).
 RECORD_DIR = osp.join('docs', 'runs')
@@ -193,6 +215,11 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=(), reco
     if 'curve' not in res and osp.isfile(log_file):  # a run finished before curves were kept
         with open(log_file) as f:
             res['curve'] = parse_curve(f.read())
+    if record_dir and res.get('fingerprint_version') != FINGERPRINT_VERSION and \
+            'model_record' in res:  # reused by its model record above: fingerprint it now
+        res['fingerprint'] = model_fingerprint(config_as_trained(config, seed, iters,
+                                                                 train_opts))
+        res['fingerprint_version'] = FINGERPRINT_VERSION
     if 'flops' not in res and record_dir:  # of the inference model at the config's crop
         res['flops'] = model_flops(config_as_trained(config, seed, iters, train_opts))
     if 'test' not in res and record_dir:  # the final checkpoint on the held-out test split
@@ -295,7 +322,7 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
         why = config_difference(Config.fromfile(dumped), cfg, keys)
         if why:
             return why
-    if 'fingerprint' in res:
+    if res.get('fingerprint_version') == FINGERPRINT_VERSION:
         # what the model computes decides, not how its arguments are spelled: a refactor that
         # renames an argument (its record differs) but keeps every initial weight and the first
         # step's losses and gradients keeps the run; the reverse is refused
@@ -312,12 +339,19 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
     return None
 
 
+#: Version of :func:`model_fingerprint`'s definition; records of another version are compared
+#: by their model record (version 1, before 2026-12-07 13:10 UTC, hashed with the process's
+#: thread count, so its gradient sums depended on OMP_NUM_THREADS).
+FINGERPRINT_VERSION = 2
+
+
 def model_fingerprint(cfg, size=(64, 128)):
     """sha256 of what training the model of ``cfg`` starts from and first computes, on this
     machine and stack: every initial weight (the state dict's names, shapes and bytes after
     ``init_weights()`` under seed 0), and the losses and per-parameter gradient sums of one
     training step on a fixed random batch of 2 images of ``size`` (to 6 significant digits:
-    a refactor may reorder floating-point sums). Compared by the reuse rule."""
+    a refactor may reorder floating-point sums), computed on one thread (the sums depend on
+    the thread count). Compared by the reuse rule."""
     import hashlib
     import logging
 
@@ -328,7 +362,8 @@ def model_fingerprint(cfg, size=(64, 128)):
 
     from mmseg_ext.apis import build_segmentor
     current_model_record(cfg)  # registers mmseg and the config's custom imports
-    rng_state = torch.random.get_rng_state()
+    rng_state, threads = torch.random.get_rng_state(), torch.get_num_threads()
+    torch.set_num_threads(1)
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)  # init_weights() logs every parameter at INFO
@@ -361,6 +396,7 @@ def model_fingerprint(cfg, size=(64, 128)):
         return digest.hexdigest()
     finally:
         torch.random.set_rng_state(rng_state)
+        torch.set_num_threads(threads)
         logger.setLevel(level)
 
 
@@ -401,7 +437,7 @@ def train_one(config, seed, work_dir, iters, env, train_opts):
                iters=iters, train_opts=list(train_opts), curve=parse_curve(log),
                model_record=record, compared=compared,
                config_sha256=config_sha256(record, compared), params=count_params(cfg),
-               fingerprint=fingerprint,
+               fingerprint=fingerprint, fingerprint_version=FINGERPRINT_VERSION,
                environment=environment(REPO))
     return res
 
