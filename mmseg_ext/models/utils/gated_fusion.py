@@ -181,33 +181,35 @@ class TopDownFusion(nn.Module):
         return outs, gates
 
 
-class ConcatFusion(nn.Module):
+class _FinestSizeFusion(nn.Module):
+    """One fused map at the size of the finest level, :meth:`combine` of the resized levels
+    (ungated: no gates)."""
+
+    def __init__(self, align_corners: bool = False):
+        super().__init__()
+        self.align_corners = align_corners
+
+    def forward(self, feats: Sequence[Tensor],
+                gate_inputs: Optional[Sequence[Tensor]] = None
+                ) -> Tuple[List[Tensor], List[Tensor]]:
+        size = feats[0].shape[-2:]
+        return [self.combine([resize_to(x, size, self.align_corners) for x in feats])], []
+
+
+class ConcatFusion(_FinestSizeFusion):
     """Eq. 2: one map ``concat(X_1..X_L)`` at the size of the finest level."""
 
-    def __init__(self, align_corners: bool = False):
-        super().__init__()
-        self.align_corners = align_corners
-
-    def forward(self, feats: Sequence[Tensor],
-                gate_inputs: Optional[Sequence[Tensor]] = None
-                ) -> Tuple[List[Tensor], List[Tensor]]:
-        size = feats[0].shape[-2:]
-        return [torch.cat([resize_to(x, size, self.align_corners)
-                           for x in feats], dim=1)], []
+    @staticmethod
+    def combine(maps: List[Tensor]) -> Tensor:
+        return torch.cat(maps, dim=1)
 
 
-class AddFusion(nn.Module):
+class AddFusion(_FinestSizeFusion):
     """Eq. 3: one map ``sum_i X_i`` at the size of the finest level."""
 
-    def __init__(self, align_corners: bool = False):
-        super().__init__()
-        self.align_corners = align_corners
-
-    def forward(self, feats: Sequence[Tensor],
-                gate_inputs: Optional[Sequence[Tensor]] = None
-                ) -> Tuple[List[Tensor], List[Tensor]]:
-        size = feats[0].shape[-2:]
-        return [sum(resize_to(x, size, self.align_corners) for x in feats)], []
+    @staticmethod
+    def combine(maps: List[Tensor]) -> Tensor:
+        return sum(maps)
 
 
 def build_fusion(fusion: str,
