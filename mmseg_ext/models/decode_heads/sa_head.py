@@ -140,9 +140,9 @@ class SAHead(BaseDecodeHead):
       the per-map losses), ``Y_mask`` is their mean.
 
     Only ``'deep'`` makes ``Y_SA4`` a class map by itself, which the
-    inference rule below adds to ``Y_den``, and it is the default: on
-    SynthCity (three seeds) it gives the paper's ``Y_den + Y_SA4`` 26.5 +-
-    0.2 mIoU against 25.0 +- 0.8 with ``'conv'`` (configs/sanet/README.md).
+    inference rule below adds to ``Y_den``, and it is the default, the
+    fusion with which the paper's ``Y_den + Y_SA4`` scores best (chosen on
+    SynthCity, see configs/sanet/README.md).
 
     Inference (``infer_mode='den_sa4'``, §3.3: "the regularized dense
     segmentation prediction of a SANet is Y_den + Y_SA4"): ``Y_den + Y_SA_n``,
@@ -159,14 +159,13 @@ class SAHead(BaseDecodeHead):
     and argmax downstream (``predict``, ``--tta``) see that mean.
 
     What ``L_den`` (Eq. 9, ``Y^den``) trains is a reading too
-    (``den_loss_on``): ``'sum'`` (the default since issue #23) puts it on the
+    (``den_loss_on``): ``'sum'`` (the default) puts it on the
     predicted sum ``Y_den + Y_SA4`` as ``den_sa4_sum`` forms it (the
     "regularized dense segmentation prediction"), so the map that is
     predicted is the map that is trained; ``'den'`` on ``Y_den``, the dense
     branch alone (an auxiliary loss, "similar to ... deep supervision",
-    §3.3; the default before #23). On the benchmark set (three seeds)
-    ``'sum'`` lifts ``Y_den + Y_SA4`` from 41.9 +- 2.1 to 54.5 +- 0.6 mIoU
-    (configs/sanet/README.md, "Readings of issue #23").
+    §3.3). ``'sum'`` was chosen on the benchmark set, see
+    configs/sanet/README.md (readings table).
 
     Width of the SA blocks: ``in_channels[i] // reduction`` ("a fourth"),
     raised to ``min_channels`` when given (a floor for bodies narrower than
@@ -199,9 +198,9 @@ class SAHead(BaseDecodeHead):
             64x64 maps); one of ``pool_ratio`` / ``attn_grid``.
             Default: None.
         pool_type (str): ``'avg'`` (Eq. 5, default) or ``'max'`` (§3.3 text).
-        attn_act (str): ``'relu'`` (default since #23: ``sigma`` of Eq. 4 in
-            the paper's notation) or ``'sigmoid'`` (a gate, the default
-            before); see :class:`SqueezeAttentionModule`.
+        attn_act (str): ``'relu'`` (default: ``sigma`` of Eq. 4 in the
+            paper's notation) or ``'sigmoid'`` (a gate); see
+            :class:`SqueezeAttentionModule`.
         main_convs (int): Convs of the SA main channel, 1 (default) or 2.
         min_channels (int, optional): Floor of the SA block width; None: no
             floor. Default: None.
@@ -267,7 +266,7 @@ class SAHead(BaseDecodeHead):
         self.mask_fusion = mask_fusion
         self.infer_mode = infer_mode
         self.den_sa4_sum = den_sa4_sum
-        if den_loss_on is None:  # the #23 default; no L_den, nothing to put
+        if den_loss_on is None:  # 'sum' with a dense branch; without L_den nothing to put
             den_loss_on = 'sum' if loss_den is not None else 'den'
         self.den_loss_on = den_loss_on
         n, k = len(self.in_channels), self.out_channels

@@ -213,15 +213,14 @@ class SqueezeAttentionModule(_MainChannel):
     * ``attn_act``: ``X_attn = Up(sigma(X^_attn))`` (Eq. 4) where Eq. 3 of
       the same paper names ``sigma`` the ReLU and ``Phi`` the sigmoid. The
       default ``'relu'`` is the letter of that notation (an unbounded,
-      non-negative ``X_attn``; the default since issue #23, chosen on three
-      seeds of the benchmark set, configs/sanet/README.md); ``'sigmoid'`` is
-      the gate reading (as in SE, Fig. 2), the default before.
+      non-negative ``X_attn``; chosen on the benchmark set, see
+      configs/sanet/README.md); ``'sigmoid'`` is the gate reading (as in SE,
+      Fig. 2).
     * ``main_convs``: "group convolution ... for the first convolution
       operations in both main and attention channels" implies a second conv
       in the main channel too; ``2`` adds a 1x1 ConvModule as in the
-      attention channel. Default 1: on three seeds of the benchmark set
-      ``2`` scored level with it (55.6 against 55.5 mIoU) for more
-      parameters (configs/sanet/README.md).
+      attention channel. Default 1: ``2`` scored level with it on the
+      benchmark set, for more parameters (configs/sanet/README.md).
 
     The block is not residual, so there is no identity (zero) init; convs use
     ConvModule's default (Kaiming) init.
