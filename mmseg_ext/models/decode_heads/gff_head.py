@@ -12,8 +12,14 @@ from torch import Tensor
 from ...utils.checks import is_int
 from ..utils.batch_norm_check import explain_single_value_batch_norm
 from ..utils.gated_fusion import FUSION_TYPES, build_fusion, resize_to
-from ..utils.head_checks import (check_bool, check_choice, check_int, check_int_in,
-                                 check_output_mode, refuse)
+from ..utils.head_checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_int_in,
+    check_output_mode,
+    refuse,
+)
 from ..utils.taps import capture_outputs
 
 DFP_MODES = ('dense', 'literal')
