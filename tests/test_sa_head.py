@@ -13,8 +13,8 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 from mmseg_ext.models.decode_heads.sa_head import SAHead
-from mmseg_ext.models.utils.sa_module import (SqueezeAttentionModule,
-                                              build_head_module)
+from mmseg_ext.models.utils.sa_module import (SAOptions, SqueezeAttentionModule,
+                                              head_module_factory)
 
 register_all_modules()  # default scope 'mmseg' for the full-model tests
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -94,8 +94,8 @@ def _pool_by_hand(x, r, kind):
 @pytest.mark.parametrize('hw', [(13, 11), (16, 16), (3, 5)])
 def test_sa_formula_matches_explicit_float64(pool_type, attn_channels, hw):
     torch.manual_seed(0)
-    m = SqueezeAttentionModule(12, 6, attn_channels=attn_channels,
-                               pool_ratio=4, pool_type=pool_type).double()
+    m = SqueezeAttentionModule(12, 6, SAOptions(attn_channels=attn_channels,
+                                                pool_ratio=4, pool_type=pool_type)).double()
     _randomize_bn(m)
     m.eval()
     x = torch.randn(2, 12, *hw, dtype=torch.float64)
@@ -115,13 +115,12 @@ def test_sa_formula_matches_explicit_float64(pool_type, attn_channels, hw):
 def test_se_and_conv_variants_match_their_formulas():
     torch.manual_seed(0)
     x = torch.randn(2, 8, 7, 9, dtype=torch.float64)
-    se = build_head_module('se', in_channels=8, out_channels=4,
-                           attn_channels=4, pool_ratio=8).double().eval()
+    se = head_module_factory('se', SAOptions(attn_channels=4, pool_ratio=8))(8, 4)
+    se = se.double().eval()
     _randomize_bn(se)
     w = torch.sigmoid(se.fc2(F.relu(se.fc1(x.mean((2, 3), keepdim=True)))))
     torch.testing.assert_close(se(x), w * _conv_bn(x, se.main, True))
-    conv = build_head_module('conv', in_channels=8, out_channels=4,
-                             attn_channels=4).double().eval()
+    conv = head_module_factory('conv', SAOptions(attn_channels=4))(8, 4).double().eval()
     _randomize_bn(conv)
     torch.testing.assert_close(conv(x), _conv_bn(x, conv.main, True))
 

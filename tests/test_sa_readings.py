@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from test_sa_head import (IN_CHANNELS, SIZES, _conv_bn, _feats, _head,
                           _randomize_bn, _samples)
 
-from mmseg_ext.models.utils.sa_head_utils import log_mean_prob
-from mmseg_ext.models.utils.sa_module import (SqueezeAttentionModule,
-                                              build_head_module)
+from mmseg_ext.models.decode_heads.sa_head import log_mean_prob
+from mmseg_ext.models.utils.sa_module import (SAOptions, SqueezeAttentionModule,
+                                              head_module_factory)
 
 BINARY = dict(num_classes=2, out_channels=1,
               loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True),
@@ -228,10 +228,10 @@ def _ratio_by_hand(x, r, kind):
 def test_sa_block_readings_match_explicit_float64(attn_act, main_convs, grid,
                                                   pool_type, hw):
     torch.manual_seed(0)
-    m = SqueezeAttentionModule(
-        12, 6, pool_ratio=None if grid else 4, attn_grid=grid,
+    m = SqueezeAttentionModule(12, 6, SAOptions(
+        pool_ratio=None if grid else 4, attn_grid=grid,
         pool_type=pool_type, attn_act=attn_act,
-        main_convs=main_convs).double()
+        main_convs=main_convs)).double()
     _randomize_bn(m)
     m.eval()
     x = torch.randn(2, 12, *hw, dtype=torch.float64, requires_grad=True)
@@ -264,8 +264,8 @@ def test_paper_grid_on_the_benchmark_stage4_map():
     """On a 16x32 map (128x256 input, stride 8) pool_ratio=8 leaves 2x4
     cells; attn_grid=8 the paper's 8x8 (its 64x64 maps pooled by 8)."""
     x = torch.randn(1, 8, 16, 32)
-    by_ratio = SqueezeAttentionModule(8, 4, pool_ratio=8)
-    by_grid = SqueezeAttentionModule(8, 4, attn_grid=8)
+    by_ratio = SqueezeAttentionModule(8, 4, SAOptions(pool_ratio=8))
+    by_grid = SqueezeAttentionModule(8, 4, SAOptions(attn_grid=8))
     assert by_ratio.pool(x).shape[2:] == (2, 4)
     assert by_grid.pool(x).shape[2:] == (8, 8)
     assert SqueezeAttentionModule(8, 4).pool_ratio == 8  # the default
@@ -274,9 +274,9 @@ def test_paper_grid_on_the_benchmark_stage4_map():
 @pytest.mark.parametrize('module_type', ['se', 'conv'])
 def test_main_convs_in_the_ablation_variants(module_type):
     torch.manual_seed(0)
-    m = build_head_module(module_type, in_channels=8, out_channels=4,
-                          attn_channels=4, pool_ratio=None, attn_grid=3,
-                          attn_act='relu', main_convs=2).double().eval()
+    options = SAOptions(attn_channels=4, pool_ratio=None, attn_grid=3,
+                        attn_act='relu', main_convs=2)
+    m = head_module_factory(module_type, options)(8, 4).double().eval()
     _randomize_bn(m)
     x = torch.randn(2, 8, 7, 9, dtype=torch.float64)
     res = _conv_bn(_conv_bn(x, m.main, True), m.main2, True)

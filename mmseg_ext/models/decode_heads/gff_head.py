@@ -11,26 +11,47 @@ from torch import Tensor
 
 from ...utils.checks import is_int
 from ..utils.batch_norm_check import explain_single_value_batch_norm
-from ..utils.gated_fusion import FUSION_TYPES, UPDATE_ORDERS, build_fusion, resize_to
-from ..utils.head_checks import check_bool, check_int, check_output_mode
+from ..utils.gated_fusion import FUSION_TYPES, build_fusion, resize_to
+from ..utils.head_checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_int_in,
+    check_output_mode,
+    refuse,
+)
 from ..utils.taps import capture_outputs
 
 DFP_MODES = ('dense', 'literal')
+OWNER = 'GFFHead'
 
 
-def _check_int(name: str, value, minimum: int, example: str) -> None:
-    check_int('GFFHead', name, value, minimum, example)
+def _check_inputs(kwargs: dict) -> None:
+    """Several levels, one ``in_index`` each, selected together (``'multiple_select'``)."""
+    in_channels = kwargs.get('in_channels')
+    in_index = kwargs.get('in_index')
+    if not isinstance(in_channels, (list, tuple)) or len(in_channels) < 2:
+        raise TypeError('GFFHead fuses several levels: in_channels must '
+                        'be a list of >= 2 ints, e.g. [256, 512, 1024, '
+                        f'2048], got {in_channels!r}')
+    if not isinstance(in_index, (list, tuple)) or \
+            len(in_index) != len(in_channels):
+        raise ValueError(f'in_index must be a list as long as in_channels '
+                         f'({len(in_channels)}), e.g. '
+                         f'{list(range(len(in_channels)))}, got '
+                         f'{in_index!r}')
+    if kwargs.setdefault('input_transform',
+                         'multiple_select') != 'multiple_select':
+        raise ValueError("GFFHead needs input_transform='multiple_select'"
+                         f", got {kwargs['input_transform']!r}")
 
 
 def _check_pool_scales(pool_scales) -> None:
     """PPM output sizes: a non-empty sequence of integers >= 1 (PSPNet: (1, 2, 3, 6))."""
     if isinstance(pool_scales, (str, bytes)) or not isinstance(pool_scales, Sequence) \
-            or not pool_scales or not all(
-                is_int(s) and s >= 1
-                for s in pool_scales):
-        raise ValueError('GFFHead: pool_scales must be a non-empty sequence of integers >= 1 '
-                         '(the PPM pooled sizes, PSPNet: (1, 2, 3, 6)), got '
-                         f'{pool_scales!r}')
+            or not pool_scales or not all(is_int(s) and s >= 1 for s in pool_scales):
+        refuse('pool_scales', 'a non-empty sequence of integers >= 1', pool_scales,
+               owner=OWNER, hint='the PPM pooled sizes, PSPNet: (1, 2, 3, 6)')
 
 
 @MODELS.register_module()
@@ -100,50 +121,26 @@ class GFFHead(BaseDecodeHead):
                  dfp_mode: str = 'dense',
                  align_level: Optional[int] = None,
                  **kwargs):
-        in_channels = kwargs.get('in_channels')
-        in_index = kwargs.get('in_index')
-        if not isinstance(in_channels, (list, tuple)) or len(in_channels) < 2:
-            raise TypeError('GFFHead fuses several levels: in_channels must '
-                            'be a list of >= 2 ints, e.g. [256, 512, 1024, '
-                            f'2048], got {in_channels!r}')
-        if not isinstance(in_index, (list, tuple)) or \
-                len(in_index) != len(in_channels):
-            raise ValueError(f'in_index must be a list as long as in_channels '
-                             f'({len(in_channels)}), e.g. '
-                             f'{list(range(len(in_channels)))}, got '
-                             f'{in_index!r}')
-        if kwargs.setdefault('input_transform',
-                             'multiple_select') != 'multiple_select':
-            raise ValueError("GFFHead needs input_transform='multiple_select'"
-                             f", got {kwargs['input_transform']!r}")
-        if fusion not in FUSION_TYPES:
-            raise ValueError(f'fusion must be one of {FUSION_TYPES}, got '
-                             f'{fusion!r}')
-        if update_order not in UPDATE_ORDERS:
-            raise ValueError(f'update_order must be one of {UPDATE_ORDERS}, '
-                             f'got {update_order!r}')
-        if dfp_mode not in DFP_MODES:
-            raise ValueError(f'dfp_mode must be one of {DFP_MODES}, got '
-                             f'{dfp_mode!r}')
-        _check_int('fusion_channels', fusion_channels, 1, 'e.g. 256')
-        _check_int('num_fuse_convs', num_fuse_convs, 0, 'e.g. 2')
+        _check_inputs(kwargs)
+        check_choice('fusion', fusion, FUSION_TYPES)  # update_order: build_fusion's
+        check_choice('dfp_mode', dfp_mode, DFP_MODES)
+        check_int('fusion_channels', fusion_channels, 1, owner=OWNER, hint='e.g. 256')
+        check_int('num_fuse_convs', num_fuse_convs, 0, owner=OWNER, hint='e.g. 2')
         _check_pool_scales(pool_scales)
         gate_hint = f'1 (paper) or fusion_channels={fusion_channels} (authors\' code)'
-        _check_int('gate_channels', gate_channels, 1, gate_hint)
-        if gate_channels not in (1, fusion_channels):
-            raise ValueError(f'GFFHead: gate_channels must be {gate_hint}, got {gate_channels}')
-        _check_int('dfp_kernel_size', dfp_kernel_size, 1, 'odd, e.g. 1 or 3')
+        check_int('gate_channels', gate_channels, 1, owner=OWNER, hint=gate_hint)
+        check_choice('gate_channels', gate_channels, (1, fusion_channels),
+                     requirement=gate_hint, owner=OWNER)
+        check_int('dfp_kernel_size', dfp_kernel_size, 1, owner=OWNER, hint='odd, e.g. 1 or 3')
         if dfp_kernel_size % 2 == 0:
-            raise ValueError(f'GFFHead: dfp_kernel_size must be odd (the pyramid keeps each '
-                             f'level\'s size), e.g. 1 or 3, got {dfp_kernel_size}')
-        check_bool('GFFHead', 'use_dfp', use_dfp)
-        n_in = len(in_channels)
-        if align_level is not None and (
-                not is_int(align_level)
-                or not -n_in <= align_level < n_in):
-            raise ValueError(f'GFFHead: align_level must be None (Eq. 5: each level keeps its '
-                             f'size) or an integer index into in_channels, -{n_in}..{n_in - 1} '
-                             f'(e.g. 1), got {align_level!r}')
+            refuse('dfp_kernel_size', 'odd (the pyramid keeps each level\'s size), e.g. 1 or 3',
+                   dfp_kernel_size, owner=OWNER)
+        check_bool('use_dfp', use_dfp, owner=OWNER)
+        n_in = len(kwargs['in_channels'])
+        if align_level is not None:
+            check_int_in('align_level', align_level, -n_in, n_in - 1,
+                         'None (Eq. 5: each level keeps its size) or an integer index into '
+                         f'in_channels, -{n_in}..{n_in - 1}', owner=OWNER, hint='e.g. 1')
         super().__init__(**kwargs)
         check_output_mode(self)
         self.fusion_type = fusion

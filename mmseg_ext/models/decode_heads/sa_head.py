@@ -1,20 +1,96 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
 """SANet decode head: "Squeeze-and-Attention Networks for Semantic
 Segmentation", Zhong et al., CVPR 2020 (arXiv:1909.03402)."""
+import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-from torch import Tensor
-
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, SampleList
-from ..utils.head_checks import check_output_mode
-from ..utils.sa_head_utils import check_sa_head_args, log_mean_prob
-from ..utils.sa_module import build_head_module
+from torch import Tensor
+
+from ..utils.head_checks import check_choice, check_int, check_output_mode
+from ..utils.sa_module import SAOptions, head_module_factory
+
+INFER_MODES = ('den_sa4', 'sa4', 'mask', 'den')
+MASK_FUSIONS = ('conv', 'mean', 'deep')
+DEN_SA4_SUMS = ('logits', 'probs')
+DEN_LOSS_ON = ('den', 'sum')
+
+
+def log_mean_prob(a: Tensor, b: Tensor, binary: bool) -> Tensor:
+    """Logits whose softmax (sigmoid when ``binary``) is the mean of the two
+    maps' probabilities: ``log((softmax(a) + softmax(b)) / 2)``, or the
+    log-odds of ``(sigmoid(a) + sigmoid(b)) / 2`` when binary.
+
+    Computed in log space (``log_softmax`` / ``logsigmoid`` and
+    ``logaddexp``), at fp32 at least, so saturated logits stay finite and
+    argmax-correct: the naive formula gives ``+inf`` (binary, both maps >= 17
+    in fp32) or ``log(0)`` ties and the wrong class (logit gaps >= 104).
+    The result is clamped to the finite range of the input dtype (fp16 /
+    bf16 under AMP), which moves only classes of probability below
+    ``exp(-finfo.max)``.
+    """
+    dt = torch.promote_types(a.dtype, torch.float32)
+    out_dtype = a.dtype
+    a, b = a.to(dt), b.to(dt)
+    if binary:  # log(2 p) - log(2 (1 - p))
+        out = torch.logaddexp(F.logsigmoid(a), F.logsigmoid(b)) - \
+            torch.logaddexp(F.logsigmoid(-a), F.logsigmoid(-b))
+    else:
+        out = torch.logaddexp(a.log_softmax(1), b.log_softmax(1)) - \
+            math.log(2)
+    big = torch.finfo(out_dtype).max
+    return out.clamp(-big, big).to(out_dtype)
+
+
+def _check_args(kwargs: dict, options: SAOptions, reduction, den_num_convs, min_channels,
+                mask_fusion, infer_mode, den_sa4_sum, den_loss_on, loss_den) -> None:
+    """Refuse bad SAHead arguments at construction, saying what to set (the SA block's options
+    are checked by :class:`SAOptions`)."""
+    in_channels, in_index = kwargs.get('in_channels'), kwargs.get('in_index', -1)
+    if not isinstance(in_channels, (list, tuple)) or not isinstance(in_index, (list, tuple)):
+        raise TypeError(
+            'SAHead needs one input per SA block: in_channels and '
+            'in_index must be lists, e.g. in_channels=[256, 512, 1024, '
+            f'2048], in_index=[0, 1, 2, 3]; got in_channels='
+            f'{in_channels!r}, in_index={in_index!r}')
+    if len(in_channels) != len(in_index) or not in_index:
+        raise ValueError(
+            f'len(in_channels)={len(in_channels)} must equal '
+            f'len(in_index)={len(in_index)} (one SA block per selected '
+            'stage; the paper uses 4: in_index=[0, 1, 2, 3])')
+    check_int('reduction', reduction, 1, word='int')
+    check_int('den_num_convs', den_num_convs, 0, word='int')
+    if min_channels is not None:
+        check_int('min_channels', min_channels, 1, word='int')
+        if min_channels % options.groups:
+            raise ValueError(
+                f'min_channels={min_channels} must be divisible by sa_groups='
+                f'{options.groups} (the grouped first convs); e.g. min_channels='
+                f'{options.groups * -(-min_channels // options.groups)}')
+    if den_num_convs == 0 and kwargs.get('channels') != in_channels[-1]:
+        raise ValueError(
+            'den_num_convs=0 classifies stage 4 directly: set channels='
+            f'{in_channels[-1]} (in_channels[-1])')
+    check_choice('mask_fusion', mask_fusion, MASK_FUSIONS)
+    check_choice('infer_mode', infer_mode, INFER_MODES)
+    check_choice('den_sa4_sum', den_sa4_sum, DEN_SA4_SUMS)
+    check_choice('den_loss_on', den_loss_on, (None, ) + DEN_LOSS_ON)
+    if loss_den is None and infer_mode not in ('mask', 'sa4'):
+        raise ValueError(
+            f"infer_mode={infer_mode!r} needs the dense branch; with "
+            "loss_den=None set infer_mode='mask' or 'sa4'")
+    if loss_den is None and den_loss_on == 'sum':
+        raise ValueError(
+            f'den_loss_on={den_loss_on!r} puts L_den on Y_den + Y_SA4, but '
+            "loss_den=None removes L_den: leave den_loss_on unset or give "
+            'loss_den')
 
 
 class SAHeadOutputs(NamedTuple):
@@ -64,9 +140,9 @@ class SAHead(BaseDecodeHead):
       the per-map losses), ``Y_mask`` is their mean.
 
     Only ``'deep'`` makes ``Y_SA4`` a class map by itself, which the
-    inference rule below adds to ``Y_den``, and it is the default: on
-    SynthCity (three seeds) it gives the paper's ``Y_den + Y_SA4`` 26.5 +-
-    0.2 mIoU against 25.0 +- 0.8 with ``'conv'`` (configs/sanet/README.md).
+    inference rule below adds to ``Y_den``, and it is the default, the
+    fusion with which the paper's ``Y_den + Y_SA4`` scores best (chosen on
+    SynthCity, see configs/sanet/README.md).
 
     Inference (``infer_mode='den_sa4'``, §3.3: "the regularized dense
     segmentation prediction of a SANet is Y_den + Y_SA4"): ``Y_den + Y_SA_n``,
@@ -83,14 +159,13 @@ class SAHead(BaseDecodeHead):
     and argmax downstream (``predict``, ``--tta``) see that mean.
 
     What ``L_den`` (Eq. 9, ``Y^den``) trains is a reading too
-    (``den_loss_on``): ``'sum'`` (the default since issue #23) puts it on the
+    (``den_loss_on``): ``'sum'`` (the default) puts it on the
     predicted sum ``Y_den + Y_SA4`` as ``den_sa4_sum`` forms it (the
     "regularized dense segmentation prediction"), so the map that is
     predicted is the map that is trained; ``'den'`` on ``Y_den``, the dense
     branch alone (an auxiliary loss, "similar to ... deep supervision",
-    §3.3; the default before #23). On the benchmark set (three seeds)
-    ``'sum'`` lifts ``Y_den + Y_SA4`` from 41.9 +- 2.1 to 54.5 +- 0.6 mIoU
-    (configs/sanet/README.md, "Readings of issue #23").
+    §3.3). ``'sum'`` was chosen on the benchmark set, see
+    configs/sanet/README.md (readings table).
 
     Width of the SA blocks: ``in_channels[i] // reduction`` ("a fourth"),
     raised to ``min_channels`` when given (a floor for bodies narrower than
@@ -123,9 +198,9 @@ class SAHead(BaseDecodeHead):
             64x64 maps); one of ``pool_ratio`` / ``attn_grid``.
             Default: None.
         pool_type (str): ``'avg'`` (Eq. 5, default) or ``'max'`` (§3.3 text).
-        attn_act (str): ``'relu'`` (default since #23: ``sigma`` of Eq. 4 in
-            the paper's notation) or ``'sigmoid'`` (a gate, the default
-            before); see :class:`SqueezeAttentionModule`.
+        attn_act (str): ``'relu'`` (default: ``sigma`` of Eq. 4 in the
+            paper's notation) or ``'sigmoid'`` (a gate); see
+            :class:`SqueezeAttentionModule`.
         main_convs (int): Convs of the SA main channel, 1 (default) or 2.
         min_channels (int, optional): Floor of the SA block width; None: no
             floor. Default: None.
@@ -154,15 +229,15 @@ class SAHead(BaseDecodeHead):
     def __init__(self,
                  module_type: str = 'sa',
                  reduction: int = 4,
-                 attn_channels: Optional[int] = None,
-                 pool_ratio: Optional[int] = None,
-                 attn_grid: Union[int, Tuple[int, int], None] = None,
-                 pool_type: str = 'avg',
-                 attn_act: str = 'relu',
-                 main_convs: int = 1,
+                 attn_channels: Optional[int] = SAOptions.attn_channels,
+                 pool_ratio: Optional[int] = SAOptions.pool_ratio,
+                 attn_grid: Union[int, Tuple[int, int], None] = SAOptions.attn_grid,
+                 pool_type: str = SAOptions.pool_type,
+                 attn_act: str = SAOptions.attn_act,
+                 main_convs: int = SAOptions.main_convs,
                  min_channels: Optional[int] = None,
-                 sa_groups: int = 2,
-                 sa_kernel_size: int = 3,
+                 sa_groups: int = SAOptions.groups,
+                 sa_kernel_size: int = SAOptions.kernel_size,
                  den_num_convs: int = 0,
                  den_kernel_size: int = 3,
                  mask_fusion: str = 'deep',
@@ -175,9 +250,12 @@ class SAHead(BaseDecodeHead):
                      type='CrossEntropyLoss', use_sigmoid=False,
                      loss_weight=0.8, loss_name='loss_den'),
                  **kwargs):
-        check_sa_head_args(kwargs, reduction, pool_ratio, den_num_convs,
-                           mask_fusion, infer_mode, den_sa4_sum, den_loss_on,
-                           min_channels, sa_groups, loss_den)
+        options = SAOptions(
+            attn_channels=attn_channels, pool_ratio=pool_ratio, attn_grid=attn_grid,
+            pool_type=pool_type, attn_act=attn_act, main_convs=main_convs, groups=sa_groups,
+            kernel_size=sa_kernel_size)
+        _check_args(kwargs, options, reduction, den_num_convs, min_channels, mask_fusion,
+                    infer_mode, den_sa4_sum, den_loss_on, loss_den)
         use_den, use_cat = loss_den is not None, loss_cat is not None
         override = [dict(name='sa_cls')]  # conv_mask: see init_weights
         override += [dict(name='conv_seg')] if use_den else []
@@ -188,10 +266,12 @@ class SAHead(BaseDecodeHead):
         self.mask_fusion = mask_fusion
         self.infer_mode = infer_mode
         self.den_sa4_sum = den_sa4_sum
-        if den_loss_on is None:  # the #23 default; no L_den, nothing to put
+        if den_loss_on is None:  # 'sum' with a dense branch; without L_den nothing to put
             den_loss_on = 'sum' if loss_den is not None else 'den'
         self.den_loss_on = den_loss_on
         n, k = len(self.in_channels), self.out_channels
+        make_block = head_module_factory(module_type, options, self.align_corners,
+                                         self.conv_cfg, self.norm_cfg, self.act_cfg)
         self.sa_modules = nn.ModuleList()
         self.sa_cls = nn.ModuleList()
         for c in self.in_channels:
@@ -199,14 +279,7 @@ class SAHead(BaseDecodeHead):
                 raise ValueError(f'in_channels {self.in_channels} must be '
                                  f'divisible by reduction={reduction}')
             width = max(c // reduction, min_channels or 0)
-            self.sa_modules.append(build_head_module(
-                module_type, in_channels=c, out_channels=width,
-                attn_channels=attn_channels, pool_ratio=pool_ratio,
-                attn_grid=attn_grid, pool_type=pool_type, attn_act=attn_act,
-                main_convs=main_convs, groups=sa_groups,
-                kernel_size=sa_kernel_size, align_corners=self.align_corners,
-                conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
-                act_cfg=self.act_cfg))
+            self.sa_modules.append(make_block(c, width))
             self.sa_cls.append(nn.Conv2d(width, k, 1))
         self.conv_mask = nn.Conv2d(n * k, k, 1) \
             if mask_fusion == 'conv' else None

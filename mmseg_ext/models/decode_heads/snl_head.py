@@ -3,14 +3,12 @@ arXiv:2109.01915, §3.3)."""
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
-
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
-from ...utils.checks import is_int
 from ..utils.batch_norm_check import explain_single_value_batch_norm
-from ..utils.head_checks import check_output_mode
+from ..utils.head_checks import check_bool, check_output_mode, check_positive_int
 from ..utils.snl_block import SparseNonLocal2d
 
 
@@ -81,8 +79,7 @@ class SNLHead(BaseDecodeHead):
         for name, flag in (('use_gp', use_gp), ('use_decoder', use_decoder),
                            ('use_scale', use_scale), ('zero_init_snl', zero_init_snl),
                            ('allow_large_kernel', allow_large_kernel)):
-            if not isinstance(flag, bool):
-                raise TypeError(f'{name} must be True or False, got {flag!r}')
+            check_bool(name, flag, error=TypeError)
         in_channels, in_index = kwargs.get('in_channels'), kwargs.get('in_index', -1)
         if use_decoder:
             kwargs.setdefault('input_transform', 'multiple_select')
@@ -95,10 +92,7 @@ class SNLHead(BaseDecodeHead):
                     'in_channels=(c_low, c_high) and in_index=(low, high), e.g. '
                     f'in_channels=(256, 2048), in_index=(0, 3); got in_channels={in_channels!r}, '
                     f'in_index={in_index!r} (or set use_decoder=False)')
-            if not is_int(low_channels) \
-                    or low_channels <= 0:
-                raise ValueError(f'low_channels must be a positive int (e.g. 48), '
-                                 f'got {low_channels!r}')
+            check_positive_int('low_channels', low_channels, hint='e.g. 48')
         else:
             if kwargs.get('input_transform') is not None:
                 raise ValueError('use_decoder=False takes a single input: leave '

@@ -96,7 +96,7 @@ class CategoricalLoss(nn.Module):
       the image's non-ignored pixels that belong to class ``j``, a soft target
       in ``[0, 1]``;
     * ``'presence'``: ``y_nj = 1`` iff class ``j`` occurs in image ``n``
-      (EncNet's SE-loss target; the project's choice until 2026-11).
+      (EncNet's SE-loss target).
 
     ``ignore_index`` pixels are excluded from both. An image whose map is
     entirely ``ignore_index`` gets the all-zero target, so the loss stays

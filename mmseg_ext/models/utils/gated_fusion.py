@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .head_checks import check_int
+from .head_checks import check_choice, check_int, refuse
 
 FUSION_TYPES = ('concat', 'add', 'fpn', 'gated_fpn', 'gff')
 UPDATE_ORDERS = ('simultaneous', 'sequential')
@@ -57,8 +57,8 @@ class LevelGates(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], gate_channels: int = 1):
         super().__init__()
-        check_int('LevelGates', 'gate_channels', gate_channels, 1,
-                  '1: one gate map per level, as in the paper')
+        check_int('gate_channels', gate_channels, 1, owner='LevelGates',
+                  hint='1: one gate map per level, as in the paper')
         self.convs = nn.ModuleList(
             nn.Conv2d(c, gate_channels, kernel_size=1) for c in in_channels)
 
@@ -81,9 +81,13 @@ def gated_fully_fuse(feats: Sequence[Tensor],
     ``X~_i`` for ``i < l`` and the inputs ``X_i`` for ``i > l``; the gates
     are computed once from the inputs and are not recomputed.
     """
-    if update_order not in UPDATE_ORDERS:
-        raise ValueError(f'update_order must be one of {UPDATE_ORDERS}, '
-                         f'got {update_order!r}')
+    check_choice('update_order', update_order, UPDATE_ORDERS)
+    return _fuse(feats, gates, update_order == 'sequential', align_corners)
+
+
+def _fuse(feats: Sequence[Tensor], gates: Sequence[Tensor], sequential: bool,
+          align_corners: bool) -> List[Tensor]:
+    """:func:`gated_fully_fuse` with its update order checked (``sequential``)."""
     if len(feats) != len(gates):
         raise ValueError(f'got {len(feats)} feature maps but {len(gates)} '
                          'gates')
@@ -96,7 +100,7 @@ def gated_fully_fuse(feats: Sequence[Tensor],
             if i != lvl)
         out = (1 + g) * x + (1 - g) * received
         outs.append(out)
-        if update_order == 'sequential':
+        if sequential:
             sent[lvl] = g * out
     return outs
 
@@ -119,11 +123,8 @@ class GatedFullyFusion(nn.Module):
                  update_order: str = 'simultaneous',
                  align_corners: bool = False):
         super().__init__()
-        if update_order not in UPDATE_ORDERS:
-            raise ValueError(f'update_order must be one of {UPDATE_ORDERS}, '
-                             f'got {update_order!r}')
+        self.update_order = check_choice('update_order', update_order, UPDATE_ORDERS)
         self.gates = LevelGates(gate_in_channels, gate_channels)
-        self.update_order = update_order
         self.align_corners = align_corners
 
     def forward(self, feats: Sequence[Tensor],
@@ -132,8 +133,8 @@ class GatedFullyFusion(nn.Module):
         gates = self.gates(feats if gate_inputs is None else gate_inputs)
         gates = [resize_to(g, x.shape[-2:], self.align_corners)
                  for g, x in zip(gates, feats)]
-        return gated_fully_fuse(feats, gates, self.update_order,
-                                self.align_corners), gates
+        return _fuse(feats, gates, self.update_order == 'sequential',
+                     self.align_corners), gates
 
 
 class TopDownFusion(nn.Module):
@@ -180,33 +181,35 @@ class TopDownFusion(nn.Module):
         return outs, gates
 
 
-class ConcatFusion(nn.Module):
+class _FinestSizeFusion(nn.Module):
+    """One fused map at the size of the finest level, :meth:`combine` of the resized levels
+    (ungated: no gates)."""
+
+    def __init__(self, align_corners: bool = False):
+        super().__init__()
+        self.align_corners = align_corners
+
+    def forward(self, feats: Sequence[Tensor],
+                gate_inputs: Optional[Sequence[Tensor]] = None
+                ) -> Tuple[List[Tensor], List[Tensor]]:
+        size = feats[0].shape[-2:]
+        return [self.combine([resize_to(x, size, self.align_corners) for x in feats])], []
+
+
+class ConcatFusion(_FinestSizeFusion):
     """Eq. 2: one map ``concat(X_1..X_L)`` at the size of the finest level."""
 
-    def __init__(self, align_corners: bool = False):
-        super().__init__()
-        self.align_corners = align_corners
-
-    def forward(self, feats: Sequence[Tensor],
-                gate_inputs: Optional[Sequence[Tensor]] = None
-                ) -> Tuple[List[Tensor], List[Tensor]]:
-        size = feats[0].shape[-2:]
-        return [torch.cat([resize_to(x, size, self.align_corners)
-                           for x in feats], dim=1)], []
+    @staticmethod
+    def combine(maps: List[Tensor]) -> Tensor:
+        return torch.cat(maps, dim=1)
 
 
-class AddFusion(nn.Module):
+class AddFusion(_FinestSizeFusion):
     """Eq. 3: one map ``sum_i X_i`` at the size of the finest level."""
 
-    def __init__(self, align_corners: bool = False):
-        super().__init__()
-        self.align_corners = align_corners
-
-    def forward(self, feats: Sequence[Tensor],
-                gate_inputs: Optional[Sequence[Tensor]] = None
-                ) -> Tuple[List[Tensor], List[Tensor]]:
-        size = feats[0].shape[-2:]
-        return [sum(resize_to(x, size, self.align_corners) for x in feats)], []
+    @staticmethod
+    def combine(maps: List[Tensor]) -> Tensor:
+        return sum(maps)
 
 
 def build_fusion(fusion: str,
@@ -214,10 +217,12 @@ def build_fusion(fusion: str,
                  gate_channels: int = 1,
                  update_order: str = 'simultaneous',
                  align_corners: bool = False) -> nn.Module:
-    """Build one of :data:`FUSION_TYPES`."""
+    """Build one of :data:`FUSION_TYPES`. ``update_order`` is the ``'gff'`` block's, which checks
+    it; the other fusions do not use it but refuse a bad one all the same (a typo in a config)."""
     if fusion == 'gff':
         return GatedFullyFusion(gate_in_channels, gate_channels, update_order,
                                 align_corners)
+    check_choice('update_order', update_order, UPDATE_ORDERS)
     if fusion in ('fpn', 'gated_fpn'):
         return TopDownFusion(
             gate_in_channels if fusion == 'gated_fpn' else None,
@@ -226,4 +231,4 @@ def build_fusion(fusion: str,
         return ConcatFusion(align_corners)
     if fusion == 'add':
         return AddFusion(align_corners)
-    raise ValueError(f'fusion must be one of {FUSION_TYPES}, got {fusion!r}')
+    refuse('fusion', f'one of {FUSION_TYPES}', fusion)

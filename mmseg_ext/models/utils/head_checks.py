@@ -1,6 +1,11 @@
 # Copyright (c) mmseg_ext contributors. All rights reserved.
-"""Construction-time checks shared by the project's decode heads."""
-from typing import Iterable, Optional
+"""Construction-time argument checks of the project's decode heads and blocks.
+
+Each argument is checked once, where it enters: by the head that takes it, or by the block when
+the block is built on its own. Every refusal reads ``[owner: ]name must be <requirement>[ (hint)],
+got <value>`` and says what to set; relations between arguments (divisibility, list lengths) are
+refused where they are tested, in the same words."""
+from typing import Iterable, NoReturn, Optional, Sequence, Type
 
 import torch.nn as nn
 
@@ -10,18 +15,53 @@ BINARY_FIX = ("for binary segmentation use num_classes=2, out_channels=1 and "
               "loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True)")
 
 
-def check_int(owner: str, name: str, value, minimum: int, example: str) -> None:
-    """``value`` must be an int >= ``minimum``: a bool (an int subclass in Python), a float or a
-    string is refused with a ValueError that says what ``name`` of ``owner`` takes."""
+def refuse(name: str, requirement: str, value, *, owner: Optional[str] = None,
+           hint: Optional[str] = None, error: Type[Exception] = ValueError) -> NoReturn:
+    """Raise ``error('[owner: ]name must be requirement[ (hint)], got value!r')``."""
+    prefix = f'{owner}: ' if owner else ''
+    hint = f' ({hint})' if hint else ''
+    raise error(f'{prefix}{name} must be {requirement}{hint}, got {value!r}')
+
+
+def check_int(name: str, value, minimum: int, *, owner: Optional[str] = None,
+              hint: Optional[str] = None, word: str = 'integer') -> int:
+    """``value`` if it is an int >= ``minimum``: a bool (an int subclass in Python), a float or a
+    string is refused ("``name`` must be an ``word`` >= ``minimum``")."""
     if not is_int(value) or value < minimum:
-        raise ValueError(f'{owner}: {name} must be an integer >= {minimum} ({example}), got '
-                         f'{value!r}')
+        refuse(name, f'an {word} >= {minimum}', value, owner=owner, hint=hint)
+    return value
 
 
-def check_bool(owner: str, name: str, value) -> None:
-    """``value`` must be True or False (a string such as 'no' would silently count as True)."""
+def check_positive_int(name: str, value, *, hint: Optional[str] = None) -> int:
+    """``value`` if it is an int > 0 ("``name`` must be a positive int")."""
+    if not is_int(value) or value <= 0:
+        refuse(name, 'a positive int', value, hint=hint)
+    return value
+
+
+def check_int_in(name: str, value, low: int, high: int, requirement: str, *,
+                 owner: Optional[str] = None, hint: Optional[str] = None) -> int:
+    """``value`` if it is an int with ``low <= value <= high``; else ``requirement`` says what
+    the values mean."""
+    if not is_int(value) or not low <= value <= high:
+        refuse(name, requirement, value, owner=owner, hint=hint)
+    return value
+
+
+def check_choice(name: str, value, choices: Sequence, *, requirement: Optional[str] = None,
+                 owner: Optional[str] = None):
+    """``value`` if it is one of ``choices`` (by default "must be one of ``choices``")."""
+    if value not in choices:
+        refuse(name, requirement or f'one of {tuple(choices)}', value, owner=owner)
+    return value
+
+
+def check_bool(name: str, value, *, owner: Optional[str] = None,
+               error: Type[Exception] = ValueError) -> bool:
+    """``value`` if it is True or False (a string such as 'no' would silently count as True)."""
     if not isinstance(value, bool):
-        raise ValueError(f'{owner}: {name} must be True or False, got {value!r}')
+        refuse(name, 'True or False', value, owner=owner, error=error)
+    return value
 
 
 def _losses(loss: Optional[nn.Module]) -> Iterable[nn.Module]:

@@ -17,17 +17,19 @@ re-weighted:
   from ``X_in`` as in Eq. 3) gates ``X_res``.
 * ``'conv'`` (plain FCN-style head): ``X_out = X_res``.
 """
-from typing import Optional, Tuple, Union
+import functools
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-
 from mmseg.models.utils import resize
-from mmseg.utils import ConfigType
+from mmseg.utils import OptConfigType
 
 from ...utils.checks import is_int
+from .head_checks import check_choice, check_int, check_int_in, check_positive_int, refuse
 
 
 def _grid_cells(grid: Tuple[int, int], x: torch.Tensor) -> Tuple[int, int]:
@@ -57,27 +59,118 @@ ATTN_ACTS = ('sigmoid', 'relu')
 POOL_TYPES = ('avg', 'max')
 
 
+@dataclass(frozen=True)
+class SAOptions:
+    """The options of the SA block and its ablation variants, checked on creation.
+
+    The paper's choices and the readings of what it leaves open are explained in
+    :class:`SqueezeAttentionModule`; the defaults here are the defaults of both the block and
+    :class:`~mmseg_ext.models.decode_heads.SAHead` (``groups`` and ``kernel_size`` are the head's
+    ``sa_groups`` and ``sa_kernel_size``). The ``'se'`` and ``'conv'`` variants ignore the
+    SA-only fields (the pooling, ``attn_act``; ``'conv'`` also ``attn_channels``), which are
+    checked all the same so that a typo never passes silently.
+
+    Args:
+        attn_channels (int, optional): Width of the first attention conv (SA) or of the
+            intermediate FC (SE); None means the block width. Default: None.
+        pool_ratio (int, optional): Down/up-sampling ratio of the attention channel; None means
+            8 unless ``attn_grid`` is given. Default: None.
+        attn_grid (int | tuple[int, int], optional): Pool to this grid of cells instead of by a
+            ratio. Default: None.
+        pool_type (str): ``'avg'`` (Eq. 5) or ``'max'`` (§3.3 text). Default: 'avg'.
+        attn_act (str): ``'relu'`` (``sigma`` of Eq. 4) or ``'sigmoid'`` (a gate).
+            Default: 'relu'.
+        main_convs (int): Convs of the main channel, 1 or 2. Default: 1.
+        groups (int): Groups of the first conv of both channels (§3.3: 2). Default: 2.
+        kernel_size (int): Kernel of those convs (odd). Default: 3.
+    """
+    attn_channels: Optional[int] = None
+    pool_ratio: Optional[int] = None
+    attn_grid: Union[int, Tuple[int, int], None] = None
+    pool_type: str = 'avg'
+    attn_act: str = 'relu'
+    main_convs: int = 1
+    groups: int = 2
+    kernel_size: int = 3
+
+    def __post_init__(self):
+        check_positive_int('groups', self.groups)
+        check_positive_int('kernel_size', self.kernel_size)
+        if self.kernel_size % 2 == 0:
+            raise ValueError(
+                f'kernel_size must be odd to keep the spatial size, got '
+                f'{self.kernel_size}; e.g. kernel_size=3')
+        check_int_in('main_convs', self.main_convs, 1, 2,
+                     '1 (one grouped conv) or 2 (grouped conv + 1x1 conv, as the attention '
+                     'channel)')
+        check_choice('pool_type', self.pool_type, POOL_TYPES,
+                     requirement="'avg' (Eq. 5) or 'max' (§3.3 text)")
+        check_choice('attn_act', self.attn_act, ATTN_ACTS,
+                     requirement="'relu' (sigma of Eq. 3-4) or 'sigmoid' (gate)")
+        object.__setattr__(self, '_pooling', _check_pooling(self.pool_ratio, self.attn_grid))
+        if self.attn_channels is not None:
+            check_positive_int('attn_channels', self.attn_channels)
+
+    @property
+    def pooling(self) -> Tuple[Optional[int], Optional[Tuple[int, int]]]:
+        """``(pool_ratio, attn_grid)`` as used: ``(8, None)`` by default, ``(None, (gh, gw))``
+        with a grid."""
+        return self._pooling
+
+
+def _check_pooling(pool_ratio, attn_grid) -> Tuple[Optional[int], Optional[Tuple[int, int]]]:
+    """Check the attention pooling and return it as :attr:`SAOptions.pooling`."""
+    if attn_grid is None:
+        ratio = 8 if pool_ratio is None else pool_ratio
+        return check_int('pool_ratio', ratio, 1, word='int'), None
+    if pool_ratio is not None:
+        raise ValueError(
+            f'give the attention pooling either as pool_ratio ({pool_ratio}) '
+            f'or as attn_grid ({attn_grid!r}), not both: set pool_ratio=None')
+    grid = (attn_grid, attn_grid) if is_int(attn_grid) else attn_grid
+    if not isinstance(grid, (tuple, list)) or len(grid) != 2 or any(
+            not is_int(g) or g <= 0 for g in grid):
+        refuse('attn_grid', 'a positive int g (a g x g grid of attention cells, paper: 8) '
+               'or a pair (gh, gw)', attn_grid)
+    return None, tuple(grid)
+
+
+#: The defaults of the ``'se'`` block built on its own: §3.3 sets the intermediate FC width of
+#: SE modules to 4.
+SE_OPTIONS = SAOptions(attn_channels=4)
+
+
 class _MainChannel(nn.Module):
     """The main channel ``X_res`` shared by the three blocks: ``main``
     (``ConvModule(in, out, k, groups)``) and, with ``main_convs=2``,
     ``main2`` (``ConvModule(out, out, 1)``, not grouped: §3.3 groups only
     "the first convolution operations"). ``main_convs=1`` keeps the
-    state-dict keys of the one-conv block (``main.*``)."""
+    state-dict keys of the one-conv block (``main.*``).
 
-    def _init_main(self, in_channels: int, out_channels: int, groups: int,
-                   kernel_size: int, main_convs: int, conv_cfg, norm_cfg,
-                   act_cfg) -> None:
-        _check_common(in_channels, out_channels, groups, kernel_size)
-        if not is_int(main_convs) or main_convs not in (1, 2):
+    Args:
+        in_channels (int): Channels of ``X_in``.
+        out_channels (int): Channels of ``X_res`` and of the output.
+        options (SAOptions): ``main_convs``, ``groups`` and ``kernel_size`` are used here.
+        conv_cfg, norm_cfg, act_cfg (dict): Passed to ``ConvModule``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, options: SAOptions = SAOptions(),
+                 conv_cfg: OptConfigType = None, norm_cfg: OptConfigType = dict(type='BN'),
+                 act_cfg: OptConfigType = dict(type='ReLU')):
+        super().__init__()
+        groups, k = options.groups, options.kernel_size
+        for name, value in (('in_channels', in_channels), ('out_channels', out_channels)):
+            check_positive_int(name, value)
+        if in_channels % groups or out_channels % groups:
             raise ValueError(
-                'main_convs must be 1 (one grouped conv) or 2 (grouped conv '
-                f'+ 1x1 conv, as the attention channel), got {main_convs!r}')
+                f'in_channels ({in_channels}) and out_channels ({out_channels}) '
+                f'must be divisible by groups ({groups}); use groups=1 or '
+                f'channel counts that are multiples of {groups}')
         cfgs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
-        self.main = ConvModule(in_channels, out_channels, kernel_size,
-                               padding=kernel_size // 2, groups=groups,
+        self.main = ConvModule(in_channels, out_channels, k, padding=k // 2, groups=groups,
                                **cfgs)
         self.main2 = ConvModule(out_channels, out_channels, 1, **cfgs) \
-            if main_convs == 2 else None
+            if options.main_convs == 2 else None
 
     def main_channel(self, x: torch.Tensor) -> torch.Tensor:
         """``X_res`` (conv-norm-act, twice with ``main_convs=2``)."""
@@ -103,7 +196,7 @@ class SqueezeAttentionModule(_MainChannel):
     modules to 4", which names SE modules). See configs/sanet/README.md for
     which reading reproduces Table 6's parameter count.
 
-    Readings the text leaves open (configs/sanet/README.md, readings table):
+    Readings the text leaves open (:class:`SAOptions`; configs/sanet/README.md, readings table):
 
     * ``pool_type``: the text says "downsample (max pooling)" once while
       Eq. 5 and Fig. 2(c) say average pooling: default ``'avg'`` (the
@@ -120,15 +213,14 @@ class SqueezeAttentionModule(_MainChannel):
     * ``attn_act``: ``X_attn = Up(sigma(X^_attn))`` (Eq. 4) where Eq. 3 of
       the same paper names ``sigma`` the ReLU and ``Phi`` the sigmoid. The
       default ``'relu'`` is the letter of that notation (an unbounded,
-      non-negative ``X_attn``; the default since issue #23, chosen on three
-      seeds of the benchmark set, configs/sanet/README.md); ``'sigmoid'`` is
-      the gate reading (as in SE, Fig. 2), the default before.
+      non-negative ``X_attn``; chosen on the benchmark set, see
+      configs/sanet/README.md); ``'sigmoid'`` is the gate reading (as in SE,
+      Fig. 2).
     * ``main_convs``: "group convolution ... for the first convolution
       operations in both main and attention channels" implies a second conv
       in the main channel too; ``2`` adds a 1x1 ConvModule as in the
-      attention channel. Default 1: on three seeds of the benchmark set
-      ``2`` scored level with it (55.6 against 55.5 mIoU) for more
-      parameters (configs/sanet/README.md).
+      attention channel. Default 1: ``2`` scored level with it on the
+      benchmark set, for more parameters (configs/sanet/README.md).
 
     The block is not residual, so there is no identity (zero) init; convs use
     ConvModule's default (Kaiming) init.
@@ -136,60 +228,33 @@ class SqueezeAttentionModule(_MainChannel):
     Args:
         in_channels (int): Channels of ``X_in``.
         out_channels (int): Channels of ``X_res`` / ``X_attn`` / ``X_out``.
-        attn_channels (int, optional): Width of the intermediate attention
-            conv; None means ``out_channels``. Default: None.
-        pool_ratio (int, optional): Down/up-sampling ratio of the attention
-            channel; None means 8 unless ``attn_grid`` is given.
-            Default: None.
-        attn_grid (int | tuple[int, int], optional): Pool to this grid of
-            cells instead of by a ratio. Default: None.
-        pool_type (str): ``'avg'`` (Eq. 5, default) or ``'max'`` (§3.3 text).
-        attn_act (str): ``'relu'`` (default) or ``'sigmoid'`` (above).
-        main_convs (int): Convs of the main channel, 1 or 2. Default: 1.
-        groups (int): Groups of the first conv in both channels. Default: 2.
-        kernel_size (int): Kernel of the first conv in both channels.
-            Default: 3.
+        options (SAOptions): Attention width, pooling, ``attn_act``, ``main_convs``, groups and
+            kernel of the first conv of both channels. Default: ``SAOptions()``.
         align_corners (bool): ``align_corners`` of the upsampling.
         conv_cfg, norm_cfg, act_cfg (dict): Passed to ``ConvModule``.
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 attn_channels: Optional[int] = None,
-                 pool_ratio: Optional[int] = None,
-                 attn_grid: Union[int, Tuple[int, int], None] = None,
-                 pool_type: str = 'avg',
-                 attn_act: str = 'relu',
-                 main_convs: int = 1,
-                 groups: int = 2,
-                 kernel_size: int = 3,
-                 align_corners: bool = False,
-                 conv_cfg: Optional[ConfigType] = None,
-                 norm_cfg: Optional[ConfigType] = dict(type='BN'),
-                 act_cfg: Optional[ConfigType] = dict(type='ReLU')):
-        super().__init__()
-        self._init_main(in_channels, out_channels, groups, kernel_size,
-                        main_convs, conv_cfg, norm_cfg, act_cfg)
-        self.pool_ratio, self.attn_grid = check_sa_options(
-            pool_ratio, attn_grid, pool_type, attn_act)
-        if attn_channels is None:
-            attn_channels = out_channels
-        _check_positive_int('attn_channels', attn_channels)
+    def __init__(self, in_channels: int, out_channels: int, options: SAOptions = SAOptions(),
+                 align_corners: bool = False, conv_cfg: OptConfigType = None,
+                 norm_cfg: OptConfigType = dict(type='BN'),
+                 act_cfg: OptConfigType = dict(type='ReLU')):
+        super().__init__(in_channels, out_channels, options, conv_cfg, norm_cfg, act_cfg)
+        self.pool_ratio, self.attn_grid = options.pooling
+        groups, k = options.groups, options.kernel_size
+        attn_channels = out_channels if options.attn_channels is None else options.attn_channels
         if attn_channels % groups:
             raise ValueError(
                 f'attn_channels ({attn_channels}) must be divisible by groups '
                 f'({groups}); e.g. attn_channels={groups * 2}')
-        self.pool_type = pool_type
-        self.attn_act = attn_act
+        self.pool_type = options.pool_type
+        self.attn_act = options.attn_act
         # the attn_grid pooling as a module (no parameters: checkpoint keys unchanged)
         self.grid_pool = None if self.attn_grid is None else (
-            GridAvgPool2d if pool_type == 'avg' else GridMaxPool2d)(self.attn_grid)
+            GridAvgPool2d if self.pool_type == 'avg' else GridMaxPool2d)(self.attn_grid)
         self.align_corners = align_corners
         cfgs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         self.attn = nn.Sequential(
-            ConvModule(in_channels, attn_channels, kernel_size,
-                       padding=kernel_size // 2, groups=groups,
+            ConvModule(in_channels, attn_channels, k, padding=k // 2, groups=groups,
                        act_cfg=act_cfg, **cfgs),
             ConvModule(attn_channels, out_channels, 1, act_cfg=None, **cfgs))
         self.attn_tap = nn.Identity()  # X_attn, for forward hooks (inspection)
@@ -222,36 +287,23 @@ class SqueezeExciteHeadModule(_MainChannel):
 
     ``w = sigmoid(W2 relu(W1 GAP(X_in)))`` (Eq. 3) with ``W1: in -> attn``,
     ``W2: attn -> out`` implemented as biased 1x1 convs (= FC layers); §3.3
-    sets the intermediate FC width of SE modules to 4.
+    sets the intermediate FC width of SE modules to 4 (:data:`SE_OPTIONS`,
+    the default here).
 
     Args:
         in_channels (int): Channels of ``X_in``.
         out_channels (int): Channels of ``X_res`` and of the output.
-        attn_channels (int, optional): Width of the intermediate FC; None
-            means ``out_channels``. Default: 4 (§3.3).
-        main_convs (int): Convs of the main channel, 1 or 2 (as the SA
-            block). Default: 1.
-        groups (int): Groups of the main conv. Default: 2.
-        kernel_size (int): Kernel of the main conv. Default: 3.
+        options (SAOptions): ``attn_channels`` is the intermediate FC width (None means
+            ``out_channels``); ``main_convs``, ``groups``, ``kernel_size`` shape the main
+            channel as in the SA block. Default: :data:`SE_OPTIONS`.
         conv_cfg, norm_cfg, act_cfg (dict): Passed to ``ConvModule``.
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 attn_channels: Optional[int] = 4,
-                 main_convs: int = 1,
-                 groups: int = 2,
-                 kernel_size: int = 3,
-                 conv_cfg: Optional[ConfigType] = None,
-                 norm_cfg: Optional[ConfigType] = dict(type='BN'),
-                 act_cfg: Optional[ConfigType] = dict(type='ReLU')):
-        super().__init__()
-        self._init_main(in_channels, out_channels, groups, kernel_size,
-                        main_convs, conv_cfg, norm_cfg, act_cfg)
-        if attn_channels is None:
-            attn_channels = out_channels
-        _check_positive_int('attn_channels', attn_channels)
+    def __init__(self, in_channels: int, out_channels: int, options: SAOptions = SE_OPTIONS,
+                 conv_cfg: OptConfigType = None, norm_cfg: OptConfigType = dict(type='BN'),
+                 act_cfg: OptConfigType = dict(type='ReLU')):
+        super().__init__(in_channels, out_channels, options, conv_cfg, norm_cfg, act_cfg)
+        attn_channels = out_channels if options.attn_channels is None else options.attn_channels
         self.fc1 = nn.Conv2d(in_channels, attn_channels, 1)
         self.fc2 = nn.Conv2d(attn_channels, out_channels, 1)
 
@@ -261,29 +313,8 @@ class SqueezeExciteHeadModule(_MainChannel):
 
 
 class PlainConvHeadModule(_MainChannel):
-    """Plain-conv variant (no re-weighting): ``X_out = X_res``.
-
-    Args:
-        in_channels (int): Input channels.
-        out_channels (int): Output channels.
-        main_convs (int): Convs of the main channel, 1 or 2. Default: 1.
-        groups (int): Groups of the conv. Default: 2.
-        kernel_size (int): Kernel of the conv. Default: 3.
-        conv_cfg, norm_cfg, act_cfg (dict): Passed to ``ConvModule``.
-    """
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 main_convs: int = 1,
-                 groups: int = 2,
-                 kernel_size: int = 3,
-                 conv_cfg: Optional[ConfigType] = None,
-                 norm_cfg: Optional[ConfigType] = dict(type='BN'),
-                 act_cfg: Optional[ConfigType] = dict(type='ReLU')):
-        super().__init__()
-        self._init_main(in_channels, out_channels, groups, kernel_size,
-                        main_convs, conv_cfg, norm_cfg, act_cfg)
+    """Plain-conv variant (no re-weighting): ``X_out = X_res``; the arguments are
+    :class:`_MainChannel`'s."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main_channel(x)
@@ -294,73 +325,18 @@ HEAD_MODULES = dict(
     se=SqueezeExciteHeadModule,
     conv=PlainConvHeadModule)
 
-# arguments that only the SA block has, dropped for the ablation variants
-_SA_ONLY = ('pool_ratio', 'attn_grid', 'pool_type', 'attn_act',
-            'align_corners')
-_DROP = dict(se=_SA_ONLY, conv=_SA_ONLY + ('attn_channels', ))
 
-
-def build_head_module(module_type: str, **kwargs) -> nn.Module:
-    """Build ``'sa'`` / ``'se'`` / ``'conv'`` (see module docstring); the
-    SA-only arguments are checked, then dropped for the variants that do not
-    use them."""
-    if module_type not in HEAD_MODULES:
-        raise ValueError(f'module_type must be one of {sorted(HEAD_MODULES)} '
-                         f"(paper: 'sa'), got {module_type!r}")
-    check_sa_options(kwargs.get('pool_ratio'), kwargs.get('attn_grid'),
-                     kwargs.get('pool_type', 'avg'),
-                     kwargs.get('attn_act', 'relu'))
-    for key in _DROP.get(module_type, ()):
-        kwargs.pop(key, None)
-    return HEAD_MODULES[module_type](**kwargs)
-
-
-def check_sa_options(pool_ratio, attn_grid, pool_type: str, attn_act: str
-                     ) -> Tuple[Optional[int], Optional[Tuple[int, int]]]:
-    """Check the SA block's readings; return ``(pool_ratio, attn_grid)`` as
-    used: ``(8, None)`` by default, ``(None, (gh, gw))`` with a grid."""
-    if pool_type not in POOL_TYPES:
-        raise ValueError(
-            f"pool_type must be 'avg' (Eq. 5) or 'max' (§3.3 text), got "
-            f'{pool_type!r}')
-    if attn_act not in ATTN_ACTS:
-        raise ValueError(
-            f"attn_act must be 'relu' (sigma of Eq. 3-4) or 'sigmoid' (gate), "
-            f'got {attn_act!r}')
-    if attn_grid is None:
-        pool_ratio = 8 if pool_ratio is None else pool_ratio
-        _check_positive_int('pool_ratio', pool_ratio)
-        return pool_ratio, None
-    if pool_ratio is not None:
-        raise ValueError(
-            f'give the attention pooling either as pool_ratio ({pool_ratio}) '
-            f'or as attn_grid ({attn_grid!r}), not both: set pool_ratio=None')
-    grid = (attn_grid, attn_grid) if is_int(attn_grid) else attn_grid
-    if not isinstance(grid, (tuple, list)) or len(grid) != 2 or any(
-            not is_int(g) or g <= 0
-            for g in grid):
-        raise ValueError(
-            'attn_grid must be a positive int g (a g x g grid of attention '
-            f'cells, paper: 8) or a pair (gh, gw), got {attn_grid!r}')
-    return None, tuple(grid)
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not is_int(value) or value <= 0:
-        raise ValueError(f'{name} must be a positive int, got {value!r}')
-
-
-def _check_common(in_channels, out_channels, groups, kernel_size) -> None:
-    for name, value in (('in_channels', in_channels),
-                        ('out_channels', out_channels), ('groups', groups),
-                        ('kernel_size', kernel_size)):
-        _check_positive_int(name, value)
-    if kernel_size % 2 == 0:
-        raise ValueError(
-            f'kernel_size must be odd to keep the spatial size, got '
-            f'{kernel_size}; e.g. kernel_size=3')
-    if in_channels % groups or out_channels % groups:
-        raise ValueError(
-            f'in_channels ({in_channels}) and out_channels ({out_channels}) '
-            f'must be divisible by groups ({groups}); use groups=1 or '
-            f'channel counts that are multiples of {groups}')
+def head_module_factory(module_type: str, options: SAOptions = SAOptions(),
+                        align_corners: bool = False, conv_cfg: OptConfigType = None,
+                        norm_cfg: OptConfigType = dict(type='BN'),
+                        act_cfg: OptConfigType = dict(type='ReLU')
+                        ) -> Callable[[int, int], nn.Module]:
+    """``make(in_channels, out_channels)`` building the ``'sa'`` / ``'se'`` / ``'conv'`` block
+    (see module docstring) with the checked ``options``, one call per stage; ``align_corners``
+    is the SA block's only."""
+    check_choice('module_type', module_type, sorted(HEAD_MODULES),
+                 requirement=f"one of {sorted(HEAD_MODULES)} (paper: 'sa')")
+    cfgs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+    if module_type == 'sa':
+        cfgs['align_corners'] = align_corners
+    return functools.partial(HEAD_MODULES[module_type], options=options, **cfgs)

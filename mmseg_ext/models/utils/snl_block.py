@@ -10,6 +10,7 @@ from torch import Tensor
 from ...ops import sparse_nonlocal_attention
 from ...ops.sparse_nonlocal import check_backend
 from ...utils.checks import is_int
+from .head_checks import check_int, refuse
 from .taps import has_forward_hooks
 
 __all__ = ['SparseNonLocal2d']
@@ -17,13 +18,6 @@ __all__ = ['SparseNonLocal2d']
 #: Largest sampling-grid side accepted without ``allow_large_kernel=True``; the paper's largest
 #: grid is 11 x 11 (K=121).
 MAX_KERNEL_SIDE = 15
-
-
-def _int_arg(name: str, value, minimum: int, example: str) -> int:
-    if not is_int(value) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum} (e.g. {example}), '
-                         f'got {value!r}')
-    return value
 
 
 def _kernel_pair(kernel_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -117,21 +111,22 @@ class SparseNonLocal2d(nn.Module):
                  backend: str = 'auto',
                  allow_large_kernel: bool = False) -> None:
         super().__init__()
-        in_channels = _int_arg('in_channels', in_channels, 1, '512')
+        in_channels = check_int('in_channels', in_channels, 1, hint='e.g. 512', word='int')
         self.kernel_size = _kernel_pair(kernel_size)
         _check_kernel_size(self.kernel_size, allow_large_kernel)
         self.backend = check_backend(backend)
-        self.dilation = _int_arg('dilation', dilation, 1, '1')
-        reduction = _int_arg('reduction', reduction, 1, '2')
+        self.dilation = check_int('dilation', dilation, 1, hint='e.g. 1', word='int')
+        reduction = check_int('reduction', reduction, 1, hint='e.g. 2', word='int')
         if in_channels // reduction < 1:
             raise ValueError(f'reduction={reduction} leaves no query/key channel for '
                              f'in_channels={in_channels}; use reduction <= {in_channels}')
         if value_channels is None:
             value_channels = in_channels
-        value_channels = _int_arg('value_channels', value_channels, 1, f'{in_channels}')
+        value_channels = check_int('value_channels', value_channels, 1,
+                                   hint=f'e.g. {in_channels}', word='int')
         if out_norm_cfg is not None and not isinstance(out_norm_cfg, dict):
-            raise TypeError(f'out_norm_cfg must be None or a dict such as dict(type="BN"), '
-                            f'got {out_norm_cfg!r}')
+            refuse('out_norm_cfg', 'None or a dict such as dict(type="BN")', out_norm_cfg,
+                   error=TypeError)
         self.in_channels = in_channels
         self.inter_channels = in_channels // reduction
         self.value_channels = value_channels
