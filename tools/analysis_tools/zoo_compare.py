@@ -526,41 +526,6 @@ def build_inference_model(cfg):
     return build_segmentor(cfg, weights='offline', cfg_options={'model.auxiliary_head': None})
 
 
-def _flops(model, crop) -> int:
-    import torch
-    from mmengine.analysis import get_model_complexity_info
-    with torch.no_grad():
-        info = get_model_complexity_info(model, input_shape=(3, *crop), show_table=False,
-                                         show_arch=False)
-    return info['flops']
-
-
-def _flops_with_snl_stub(model, crop):
-    """FLOPs of a model using SSANet's sparse attention op, which jit tracing cannot enter.
-
-    The op (a custom autograd Function) is replaced by an identity on ``value`` while tracing and
-    its cost is added analytically: one multiply-add per logit channel and per aggregated value
-    channel, ``B*H*W*K*(C + Cv)`` (the bilinear sampling weights are not counted).
-    """
-    import mmseg_ext.models.utils.snl_block as snl_block
-    real = snl_block.sparse_nonlocal_attention
-    extra = [0]
-
-    def stub(query, key, value, offset, kernel_size, dilation=1, **kwargs):
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-        b, c, h, w = query.shape
-        extra[0] += b * h * w * kh * kw * (c + value.shape[1])
-        # keep query/key/offset alive in the traced graph so that their convs are counted
-        return value + (query.mean() + key.mean() + offset.mean()) * 0
-
-    snl_block.sparse_nonlocal_attention = stub
-    try:
-        flops = _flops(model, crop)
-    finally:
-        snl_block.sparse_nonlocal_attention = real
-    return flops + extra[0]
-
-
 def complexity(cfg, crop, with_flops: bool) -> dict:
     """``{'params': int, 'flops': int|None, 'note': str}`` of the inference model at one ``crop``
     image."""
@@ -568,13 +533,12 @@ def complexity(cfg, crop, with_flops: bool) -> dict:
     params = sum(p.numel() for p in model.parameters())
     flops, note = None, ''
     if with_flops:
-        uses_snl = any(type(m).__name__ == 'SparseNonLocal2d' for m in model.modules())
+        from mmseg_ext.utils.flops import count_flops
         try:
-            if uses_snl:
-                flops = _flops_with_snl_stub(model, crop)
-                note = 'sparse attention op counted analytically'
-            else:
-                flops = _flops(model, crop)
+            res = count_flops(model, crop)
+            flops = res['flops']
+            if res['extra']:
+                note = 'sparse non-local op counted by its handle (4 corners x K x (C + Cv))'
         except Exception as e:  # reported in the table
             note = f'FLOPs n/a ({type(e).__name__}: {str(e)[:80]})'
     return {'params': params, 'flops': flops, 'note': note}
