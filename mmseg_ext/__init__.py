@@ -7,9 +7,11 @@ file; torch's own weights-only unpickler loads it on torch >= 2.6, the interpret
 :mod:`mmseg_ext.checkpoint`); and registers :class:`~mmseg_ext.engine.RNGStateHook` (resume,
 bit-exact when the data settings it records are unchanged) in mmengine's ``HOOKS``.
 """
-from . import checkpoint  # noqa: F401  (side effect: safe globals and loaders for checkpoints)
-from . import datasets  # noqa: F401  (side effect: SynthCityDataset in mmseg's DATASETS)
-from . import engine  # noqa: F401  (side effect: RNGStateHook in mmengine's HOOKS)
-from . import models  # noqa: F401  (side effect: registry entries)
+from . import (
+    checkpoint,  # noqa: F401  (side effect: safe globals and loaders for checkpoints)
+    datasets,  # noqa: F401  (side effect: SynthCityDataset in mmseg's DATASETS)
+    engine,  # noqa: F401  (side effect: RNGStateHook in mmengine's HOOKS)
+    models,  # noqa: F401  (side effect: registry entries)
+)
 
 __version__ = '0.1.0'

@@ -189,8 +189,9 @@ def build_segmentor(config, checkpoint: Optional[str] = None, device: str = 'cpu
         part (str, optional): build only this part of ``model`` (e.g. ``'decode_head'``),
             in eval mode on ``device``; no checkpoint.
     """
-    import mmseg_ext  # noqa: F401  (registry entries + safe checkpoint loading)
     from mmseg.apis import init_model
+
+    import mmseg_ext  # noqa: F401  (registry entries + safe checkpoint loading)
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     if part is not None and checkpoint is not None:

@@ -28,8 +28,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .apis import (CheckpointMismatchError, build_segmentor, load_weights,  # noqa: F401
-                   mismatch_summary)
+from .apis import CheckpointMismatchError, build_segmentor, load_weights, mismatch_summary  # noqa: F401
 from .utils.checks import is_int
 
 __all__ = ['ExportError', 'CheckpointMismatchError', 'SegLogits', 'build_segmentor',

@@ -182,8 +182,12 @@ def fuzz(seed: int, count: int, workdir: str, restricted: bool) -> dict:
     import os.path as osp
     import random
 
-    from mmseg_ext.checkpoint import (CheckpointFileError, UnsafeCheckpointError, allowlist,
-                                      safe_load)
+    from mmseg_ext.checkpoint import (
+        CheckpointFileError,
+        UnsafeCheckpointError,
+        allowlist,
+        safe_load,
+    )
     if restricted:
         allowlist.NATIVE_ALLOWLIST = False  # where weights_only_load reads it
     rng = random.Random(seed)

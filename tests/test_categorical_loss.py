@@ -3,12 +3,14 @@ import math
 
 import pytest
 import torch
+from mmseg.registry import MODELS
 
 import mmseg_ext  # noqa: F401  (registers the loss)
-from mmseg.registry import MODELS
-from mmseg_ext.models.losses.categorical_loss import (CategoricalLoss,
-                                                      frequency_targets,
-                                                      presence_targets)
+from mmseg_ext.models.losses.categorical_loss import (
+    CategoricalLoss,
+    frequency_targets,
+    presence_targets,
+)
 
 
 def _bce_by_hand(logits, present, class_reduction='sum'):

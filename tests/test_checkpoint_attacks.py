@@ -14,12 +14,28 @@ import tarfile
 
 import pytest
 import torch
+from checkpoint_craft import (
+    Call,
+    build_on,
+    dumps,
+    floats,
+    op_global,
+    op_str,
+    process_snapshot,
+    slot_state,
+    storage,
+    tensor,
+    write_zip,
+)
 
 import mmseg_ext  # noqa: F401
-from checkpoint_craft import (Call, build_on, dumps, floats, op_global, op_str, process_snapshot,
-                              slot_state, storage, tensor, write_zip)
-from mmseg_ext.checkpoint import allowlist, restricted_pickle
-from mmseg_ext.checkpoint import CheckpointFileError, UnsafeCheckpointError, safe_load
+from mmseg_ext.checkpoint import (
+    CheckpointFileError,
+    UnsafeCheckpointError,
+    allowlist,
+    restricted_pickle,
+    safe_load,
+)
 
 
 @pytest.fixture(params=['native', 'restricted'])
@@ -284,6 +300,7 @@ def test_runner_checkpoint_loads_in_a_fresh_process(tmp_path):
     registered the default statistics methods; the checkpoint's restatement of them loads."""
     import subprocess
     import sys
+
     from test_checkpoint_safety import _runner_like_checkpoint
     path = tmp_path / 'iter_2.pth'
     torch.save(_runner_like_checkpoint(), path)

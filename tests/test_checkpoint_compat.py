@@ -13,14 +13,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from checkpoint_craft import write_zip
+from mmengine.utils import digit_version
+from test_checkpoint_safety import _pickle_calling_getattr, _runner_like_checkpoint
 
 import mmseg_ext  # noqa: F401
-from mmengine.utils import digit_version
-
-from checkpoint_craft import write_zip
 from mmseg_ext.checkpoint import UnsafeCheckpointError, allowlist, restricted_pickle, safe_load
 from mmseg_ext.utils import versions
-from test_checkpoint_safety import _pickle_calling_getattr, _runner_like_checkpoint
 
 
 @pytest.fixture

@@ -55,8 +55,11 @@ def hub(tmp_path, monkeypatch):
 
 def _url_of(route):
     """The http(s) URL that mmengine maps a ``scheme://name`` route to."""
-    from mmengine.runner.checkpoint import (get_external_models, get_mmcls_models,
-                                            get_torchvision_models)
+    from mmengine.runner.checkpoint import (
+        get_external_models,
+        get_mmcls_models,
+        get_torchvision_models,
+    )
     scheme, name = route.split('://', 1)
     if scheme in ('torchvision', 'modelzoo'):
         return get_torchvision_models()[name]
@@ -249,6 +252,7 @@ def test_mmpretrain_get_model_pretrained(hub, monkeypatch):
 def test_legacy_hub_zip_is_extracted_and_loaded_safely(hub):
     """torch.hub's pre-1.6 convention (a zip holding one checkpoint file) keeps working, safely."""
     import zipfile
+
     from mmengine.runner import CheckpointLoader
     marker = hub / 'pwned'
     for name, obj in (('good', _legit()), ('evil', {'p': _RunsCode(marker)})):
@@ -285,6 +289,7 @@ def test_legacy_hub_zip_cannot_replace_another_urls_checkpoint(hub):
     """The issue's case: a legacy hub zip whose member has another URL's file name. Loading it
     once left that URL returning the substituted weights; now each URL keeps its own."""
     import zipfile
+
     from mmengine.runner import CheckpointLoader
     victim = 'https://example.invalid/models/net.pth'
     _write(hub_cache_path(victim), {'state_dict': {'w': torch.zeros(2)}})

@@ -178,6 +178,7 @@ def test_non_checkpoints_say_what_they_are(tmp_path, content, expected):
 
 def test_truncated_checkpoint_and_non_torch_zips(tmp_path):
     import zipfile
+
     from mmseg_ext.checkpoint import CheckpointFileError
     path = tmp_path / 'ckpt.pth'
     torch.save({'w': torch.randn(64, 64)}, path)

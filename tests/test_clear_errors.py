@@ -100,7 +100,9 @@ def test_snl_head_batch_of_one_with_bn_in_the_gp_branch():
 def test_amp_on_cpu_says_what_to_do(tmp_path, tool_env):
     """tools/train.py --amp on a machine without CUDA: one clear line instead of an assertion."""
     import subprocess
+
     from mmengine.config import Config
+
     from mmseg_ext.utils import check_amp
     if torch.cuda.is_available():
         pytest.skip('AMP runs on this machine')

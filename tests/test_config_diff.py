@@ -28,6 +28,7 @@ def test_config_difference_counts_syncbn_as_bn_and_tuples_as_lists():
 @pytest.fixture(scope='module')
 def registered():
     from mmseg.utils import register_all_modules
+
     import mmseg_ext  # noqa: F401
     register_all_modules()
 

@@ -42,6 +42,7 @@ def _depth(path, seen=()):
 def test_config_builds(path):
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
+
     import mmseg_ext  # noqa: F401
     register_all_modules()  # default scope 'mmseg', as the tools set it
     cfg = Config.fromfile(path)

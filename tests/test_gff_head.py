@@ -8,10 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmseg_ext.models.utils.gated_fusion import (FUSION_TYPES,
-                                                 GatedFullyFusion,
-                                                 TopDownFusion, build_fusion,
-                                                 gated_fully_fuse)
+from mmseg_ext.models.utils.gated_fusion import (
+    FUSION_TYPES,
+    GatedFullyFusion,
+    TopDownFusion,
+    build_fusion,
+    gated_fully_fuse,
+)
 from mmseg_ext.utils import revert_sync_bn_cfg
 
 C = 3
@@ -182,8 +185,9 @@ IN_SIZES = [(9, 17), (5, 9), (5, 9), (5, 9)]
 
 
 def _head(**kw):
-    import mmseg_ext  # noqa: F401  (registers GFFHead)
     from mmseg.registry import MODELS
+
+    import mmseg_ext  # noqa: F401  (registers GFFHead)
     cfg = dict(type='GFFHead', in_channels=IN_CH, in_index=[0, 1, 2, 3],
                channels=8, fusion_channels=4, pool_scales=(1, 2, 3),
                num_classes=3, dropout_ratio=0.0,
@@ -265,7 +269,8 @@ def test_align_level_resizes_all_levels_to_1_8():
     (dict(fusion_channels=8.5), ValueError, r'fusion_channels must be an integer >= 1 .*8\.5'),
     (dict(fusion_channels=0), ValueError, 'fusion_channels must be an integer >= 1'),
     (dict(num_fuse_convs=-1), ValueError, 'num_fuse_convs must be an integer >= 0'),
-    (dict(pool_scales=(0, )), ValueError, r'pool_scales must be a non-empty sequence of integers >= 1'),
+    (dict(pool_scales=(0, )), ValueError,
+     r'pool_scales must be a non-empty sequence of integers >= 1'),
     (dict(pool_scales=()), ValueError, 'pool_scales must be a non-empty'),
     (dict(pool_scales=(1, 2.5)), ValueError, 'pool_scales'),
     (dict(pool_scales=6), ValueError, 'pool_scales'),
@@ -275,7 +280,8 @@ def test_align_level_resizes_all_levels_to_1_8():
     (dict(gate_channels=1.0), ValueError, r'gate_channels must be an integer .*got 1\.0'),
     (dict(dfp_kernel_size='3'), ValueError, r"dfp_kernel_size must be an integer >= 1 .*got '3'"),
     (dict(dfp_kernel_size=True), ValueError, 'dfp_kernel_size must be an integer'),
-    (dict(align_level=1.5), ValueError, r'align_level must be None .* integer index .*-4\.\.3.*1\.5'),
+    (dict(align_level=1.5), ValueError,
+     r'align_level must be None .* integer index .*-4\.\.3.*1\.5'),
     (dict(align_level=True), ValueError, r'align_level must be None .*got True'),
     (dict(use_dfp='no'), ValueError, r"use_dfp must be True or False, got 'no'"),
     (dict(use_dfp=0), ValueError, 'use_dfp must be True or False'),
@@ -303,9 +309,10 @@ def _model_cfg(cfg_path):
 
 
 def _build(cfg):
-    import mmseg_ext  # noqa: F401
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
+
+    import mmseg_ext  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmseg'):
         return MODELS.build(cfg)
 

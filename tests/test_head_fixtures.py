@@ -5,7 +5,6 @@ import os.path as osp
 
 import pytest
 import torch
-
 from test_heads_generic import CASES, IMG, build, feats, samples
 
 FIXTURE = osp.join(osp.dirname(osp.abspath(__file__)), 'fixtures', 'heads_2026-12-07.pth')

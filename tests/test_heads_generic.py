@@ -7,7 +7,6 @@ import copy
 import pytest
 import torch
 from mmengine.structures import PixelData
-
 from mmseg.structures import SegDataSample
 
 NUM_CLASSES = 5
@@ -30,9 +29,10 @@ CHANNELS = [8, 16, 24, 32]
 
 
 def build(name, **over):
-    import mmseg_ext  # noqa: F401
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
+
+    import mmseg_ext  # noqa: F401
     cfg = dict(copy.deepcopy(CASES[name]), num_classes=NUM_CLASSES)
     cfg.update(over)
     # in mmseg's scope whatever an earlier test (a Runner) left as the default scope
@@ -42,7 +42,8 @@ def build(name, **over):
 
 def feats(batch=2, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, c, h, w, generator=g, dtype=dtype) for c, (h, w) in zip(CHANNELS, SIZES)]
+    return [torch.randn(batch, c, h, w, generator=g, dtype=dtype)
+            for c, (h, w) in zip(CHANNELS, SIZES)]
 
 
 def samples(batch=2, seed=0):

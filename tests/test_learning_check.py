@@ -140,10 +140,12 @@ def test_sa4_variant_reaches_the_benchmark_sanet(lc):
     """--test-variants sa4:... (issue #23) gives tools/test.py a model predicting Y_SA4 alone, with
     the parameters of the trained one (old checkpoints load strictly)."""
     import os.path as osp
+
     from mmengine.config import Config, DictAction
-    import mmseg_ext  # noqa: F401
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
+
+    import mmseg_ext  # noqa: F401
     from mmseg_ext.utils import revert_sync_bn_cfg
     register_all_modules()
     label, opts = lc.parse_variant('sa4:model.decode_head.infer_mode=sa4')

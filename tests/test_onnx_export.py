@@ -13,11 +13,11 @@ import re
 
 import pytest
 import torch
-
-from mmseg_ext.ops import sparse_nonlocal_attention
-from mmseg_ext.ops import sparse_nonlocal as snl_mod
-from mmseg_ext.ops.sparse_nonlocal import export as snl_export
 from snl_reference import make_inputs, reference_snl
+
+from mmseg_ext.ops import sparse_nonlocal as snl_mod
+from mmseg_ext.ops import sparse_nonlocal_attention
+from mmseg_ext.ops.sparse_nonlocal import export as snl_export
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ATOL = 1e-4  # segmentor logits, onnxruntime vs PyTorch (float32)
@@ -356,7 +356,8 @@ def test_tool_refuses_another_models_checkpoint(tmp_path):
                  ' weights of the model (in decode_head), e.g. decode_head.',
                  ' the model does not have (in auxiliary_head, decode_head), e.g. ',
                  "It looks like another model's checkpoint (its meta names the run "
-                 f'{FCN_RUN}_20261122_101500, i.e. the config {FCN_RUN}.py)', 'export it with the config it was trained with',
+                 f'{FCN_RUN}_20261122_101500, i.e. the config {FCN_RUN}.py)',
+                 'export it with the config it was trained with',
                  '--no-strict'):
         assert part in msg, msg
     assert not out.parent.exists()  # refused before anything was written
@@ -419,7 +420,8 @@ def test_dynamic_shape_verified_at_three_sizes(algo, extra, tmp_path, capsys):
     assert [d.dim_param or d.dim_value for d in dims] == [1, 3, 'height', 'width']
 
 
-@pytest.mark.parametrize('algo,what', [('pspnet', 'AdaptiveAvgPool2d'), ('gffnet', 'AdaptiveAvgPool2d'),
+@pytest.mark.parametrize('algo,what', [('pspnet', 'AdaptiveAvgPool2d'),
+                                       ('gffnet', 'AdaptiveAvgPool2d'),
                                        ('sanet', 'GridAvgPool2d')])
 def test_dynamic_shape_refused_with_the_reason(algo, what, tmp_path):
     out = tmp_path / 'x.onnx'

@@ -14,7 +14,6 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-
 from test_tools import miou_of, run  # the subprocess helpers of the tool tests
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -80,6 +79,7 @@ def test_gffnet_paper_tta_runs_on_synthcity(tmp_path, tool_env):
     from mmengine.runner import save_checkpoint
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
+
     import mmseg_ext  # noqa: F401
     register_all_modules()
     torch.manual_seed(0)
@@ -111,6 +111,7 @@ def test_ssanet_cityscapes_769(name, stride, size):
     (footnote 1: "N is 2401 ... K is 81")."""
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
+
     import mmseg_ext  # noqa: F401
     register_all_modules()
     cfg = Config.fromfile(osp.join(CFG, 'ssanet', name))

@@ -7,8 +7,9 @@ EXPECTED = {'SAHead', 'SNLHead', 'GFFHead', 'CategoricalLoss'}
 
 
 def _ours():
-    import mmseg_ext  # noqa: F401
     from mmseg.registry import MODELS
+
+    import mmseg_ext  # noqa: F401
     return {name: cls for name, cls in MODELS.module_dict.items()
             if cls.__module__.startswith('mmseg_ext.')}
 

@@ -6,14 +6,12 @@ import random
 import sys
 
 import numpy as np
-import pytest
 import torch
+from test_tools import REPO, run, short_run
 
 import mmseg_ext  # noqa: F401
 from mmseg_ext.checkpoint import register_safe_globals, weights_only_load
 from mmseg_ext.engine import get_rng_state, set_rng_state
-
-from test_tools import REPO, run, short_run
 
 SANET = osp.join(REPO, 'configs', 'quickstart', 'sanet_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 from mmengine.model import BaseModel
+from test_rng_state_hook import load_with_torch_types_only
 from torch.utils.data import Dataset
 
 import mmseg_ext  # noqa: F401
 import mmseg_ext.engine.rng_state_hook as hook_mod
 from mmseg_ext.checkpoint import weights_only_load
 from mmseg_ext.engine import RNGStateError, get_rng_state, set_rng_state
-from test_rng_state_hook import load_with_torch_types_only
 
 SETTINGS = dict(world_size=1, num_workers=0, persistent_workers=False, batch_size=2,
                 drop_last=False, dataset_length=10, sampler='DefaultSampler', shuffle=True,

@@ -7,8 +7,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from mmseg_ext.utils.run_records import (CLASSES, RECORD_FORMAT, config_sha256, read_record,
-                                         record_name, write_record)
+from mmseg_ext.utils.run_records import (
+    CLASSES,
+    RECORD_FORMAT,
+    config_sha256,
+    read_record,
+    record_name,
+    write_record,
+)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICK = '_r18tiny-d8_1xb8-1k_synthcity-128x256.py'

@@ -7,14 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
-
-import mmseg_ext  # noqa: F401  (registers SAHead / CategoricalLoss)
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
+
+import mmseg_ext  # noqa: F401  (registers SAHead / CategoricalLoss)
 from mmseg_ext.models.decode_heads.sa_head import SAHead
-from mmseg_ext.models.utils.sa_module import (SAOptions, SqueezeAttentionModule,
-                                              head_module_factory)
+from mmseg_ext.models.utils.sa_module import SAOptions, SqueezeAttentionModule, head_module_factory
 
 register_all_modules()  # default scope 'mmseg' for the full-model tests
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -7,12 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_sa_head import (IN_CHANNELS, SIZES, _conv_bn, _feats, _head,
-                          _randomize_bn, _samples)
+from test_sa_head import IN_CHANNELS, SIZES, _conv_bn, _feats, _head, _randomize_bn, _samples
 
 from mmseg_ext.models.decode_heads.sa_head import log_mean_prob
-from mmseg_ext.models.utils.sa_module import (SAOptions, SqueezeAttentionModule,
-                                              head_module_factory)
+from mmseg_ext.models.utils.sa_module import SAOptions, SqueezeAttentionModule, head_module_factory
 
 BINARY = dict(num_classes=2, out_channels=1,
               loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True),

@@ -6,8 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from mmseg_ext.datasets.synthcity import (BUS, SKY, TRUCK, SynthCityConfig, generate,
-                                          render_scene)
+from mmseg_ext.datasets.synthcity import BUS, SKY, TRUCK, SynthCityConfig, generate, render_scene
 
 
 def test_generator_is_deterministic(tmp_path):

@@ -34,14 +34,40 @@ The names below are re-exported from the submodules; a module-level setting is r
 defined, so a test that switches one patches the submodule (e.g. ``allowlist.NATIVE_ALLOWLIST``).
 """
 from . import allowlist, loaders, restricted_pickle, verify  # noqa: F401
-from .allowlist import (NATIVE_ALLOWLIST, SAFE_GLOBALS, check_history_buffer_state,
-                        numpy_multiarray, register_safe_globals, restricted_allowlist,
-                        restricted_getattr, safe_globals)
-from .loaders import (SAFE_SCHEMES, hub_cache_path, load_from_ceph, load_from_http,
-                      load_from_local, load_from_mmcls, load_from_openmmlab, load_from_pavi,
-                      load_from_torchvision, load_url, register_safe_loaders, unsafe_schemes)
-from .verify import (CRC_ENV, CheckpointFileError, UnsafeCheckpointError, check_structure,
-                     crc_check_enabled, safe_load, verify_checkpoint, weights_only_load)
+from .allowlist import (
+                        NATIVE_ALLOWLIST,
+                        SAFE_GLOBALS,
+                        check_history_buffer_state,
+                        numpy_multiarray,
+                        register_safe_globals,
+                        restricted_allowlist,
+                        restricted_getattr,
+                        safe_globals,
+)
+from .loaders import (
+                        SAFE_SCHEMES,
+                        hub_cache_path,
+                        load_from_ceph,
+                        load_from_http,
+                        load_from_local,
+                        load_from_mmcls,
+                        load_from_openmmlab,
+                        load_from_pavi,
+                        load_from_torchvision,
+                        load_url,
+                        register_safe_loaders,
+                        unsafe_schemes,
+)
+from .verify import (
+                        CRC_ENV,
+                        CheckpointFileError,
+                        UnsafeCheckpointError,
+                        check_structure,
+                        crc_check_enabled,
+                        safe_load,
+                        verify_checkpoint,
+                        weights_only_load,
+)
 
 __all__ = [
     'CRC_ENV', 'CheckpointFileError', 'NATIVE_ALLOWLIST', 'SAFE_GLOBALS', 'SAFE_SCHEMES',

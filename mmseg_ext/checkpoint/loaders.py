@@ -160,8 +160,11 @@ def load_from_torchvision(filename, map_location=None):
 
 def load_from_openmmlab(filename, map_location=None):
     """``open-mmlab://NAME``/``openmmlab://NAME``: a URL, or a file under ``$MMENGINE_HOME``."""
-    from mmengine.runner.checkpoint import (_get_mmengine_home, get_deprecated_model_names,
-                                            get_external_models)
+    from mmengine.runner.checkpoint import (
+        _get_mmengine_home,
+        get_deprecated_model_names,
+        get_external_models,
+    )
     prefix = 'open-mmlab://' if filename.startswith('open-mmlab://') else 'openmmlab://'
     model_name = filename[len(prefix):]
     deprecated = get_deprecated_model_names()

@@ -56,9 +56,21 @@ from typing import Optional
 
 import numpy as np
 
-from .synthcity_files import (CITIES, DETAIL_SCALE_RANGE, EXTRA_PEDESTRIANS_RANGE,  # noqa: F401
-                              MANIFEST_FILE, MAX_SCENES, MAX_SIDE, META_FILE, MIN_SIDE, file_pairs,
-                              generated_files, prepare_root, read_meta, write_meta)
+from .synthcity_files import (  # noqa: F401
+    CITIES,
+    DETAIL_SCALE_RANGE,
+    EXTRA_PEDESTRIANS_RANGE,
+    MANIFEST_FILE,
+    MAX_SCENES,
+    MAX_SIDE,
+    META_FILE,
+    MIN_SIDE,
+    file_pairs,
+    generated_files,
+    prepare_root,
+    read_meta,
+    write_meta,
+)
 
 # Cityscapes train ids (mmseg's CityscapesDataset.METAINFO['classes'] order).
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, \

@@ -1,5 +1,11 @@
-from .rng_state_hook import (RNGStateError, RNGStateHook, dataloader_settings, get_rng_state,
-                             set_rng_state, validate_rng_state)
+from .rng_state_hook import (
+                             RNGStateError,
+                             RNGStateHook,
+                             dataloader_settings,
+                             get_rng_state,
+                             set_rng_state,
+                             validate_rng_state,
+)
 
 __all__ = ['RNGStateError', 'RNGStateHook', 'dataloader_settings', 'get_rng_state', 'set_rng_state',
            'validate_rng_state']

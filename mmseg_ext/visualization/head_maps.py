@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from mmengine.dataset import Compose
 from mmengine.utils import mkdir_or_exist
+from mmseg.models.utils import resize
 from torch import Tensor
 
-from mmseg.models.utils import resize
 from mmseg_ext.models.utils.taps import capture_outputs
 
 __all__ = [

@@ -178,6 +178,7 @@ def _timed(fn, warmup, repeats, sync):
 
 def _autocast(device, amp):
     import contextlib
+
     import torch
     if not amp:
         return contextlib.nullcontext()

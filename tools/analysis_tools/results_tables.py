@@ -32,8 +32,16 @@ import sys
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from mmseg_ext.utils.run_records import (CLASSES, CONTEXT, SMALL, THIN, fmt,  # noqa: E402
-                                         group_mean, mean_std, read_records)
+from mmseg_ext.utils.run_records import (  # noqa: E402
+    CLASSES,
+    CONTEXT,
+    SMALL,
+    THIN,
+    fmt,
+    group_mean,
+    mean_std,
+    read_records,
+)
 
 RECORD_DIR = osp.join('docs', 'runs')
 MODELS = (('fcn', 'FCN'), ('pspnet', 'PSPNet'), ('sanet', 'SANet'), ('ssanet', 'SSANet'),

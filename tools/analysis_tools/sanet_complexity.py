@@ -15,11 +15,11 @@ import os.path as osp
 import platform
 import time
 
+import mmseg
 import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config
 
-import mmseg
 from mmseg_ext.apis import build_segmentor
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -284,7 +284,8 @@ def compare(ours: Setting, zoo: Setting):
         else:
             diff.append(f'{name} {fmt(b)} vs ours {fmt(a)}')
 
-    crop_fmt = (lambda c: 'x'.join(map(str, c)) if c else '?')
+    def crop_fmt(c):
+        return 'x'.join(map(str, c)) if c else '?'
     chk('backbone', ours.backbone, zoo.backbone)
     chk('crop', ours.crop, zoo.crop, crop_fmt)
     chk('iters', ours.iters, zoo.iters)
@@ -431,6 +432,7 @@ def checkpoint_training(path: str):
     """(training config, iteration) that an mmengine checkpoint's ``meta`` records (the
     runner saves the config's text and the iteration); (None, None) when it records neither."""
     from mmengine.config import Config
+
     from mmseg_ext.checkpoint import safe_load
     ckpt = safe_load(path, map_location='cpu')
     meta = (ckpt.get('meta') if isinstance(ckpt, dict) else None) or {}
@@ -623,7 +625,8 @@ def render(rows: List[dict], fmt: str, crop_note: str = '') -> str:
         for r in rows:
             w.writerow([r[c] for c in cols])
         return buf.getvalue()
-    esc = (lambda s: str(s).replace('|', '\\|'))
+    def esc(s):
+        return str(s).replace('|', '\\|')
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
     for r in rows:
         lines.append('| ' + ' | '.join(esc(r[c]) for c in cols) + ' |')

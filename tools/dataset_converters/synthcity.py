@@ -18,8 +18,14 @@ import time
 
 import numpy as np
 
-from mmseg_ext.datasets.synthcity import (MAX_SCENES, MAX_SIDE, MIN_SIDE, SynthCityConfig,
-                                          generate, render_index)
+from mmseg_ext.datasets.synthcity import (
+    MAX_SCENES,
+    MAX_SIDE,
+    MIN_SIDE,
+    SynthCityConfig,
+    generate,
+    render_index,
+)
 
 
 def write_preview(path, cfg, num=4):

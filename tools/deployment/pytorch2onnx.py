@@ -91,9 +91,16 @@ def describe(model, shape, dynamic_batch: bool) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg_ext.deployment import (CheckpointMismatchError, ExportError, build_segmentor,
-                                      check_dynamic_shape, choose_exporter, export_onnx,
-                                      exporter_name, verify_onnx)
+    from mmseg_ext.deployment import (
+        CheckpointMismatchError,
+        ExportError,
+        build_segmentor,
+        check_dynamic_shape,
+        choose_exporter,
+        export_onnx,
+        exporter_name,
+        verify_onnx,
+    )
     if not osp.isfile(args.config):
         sys.exit(f'pytorch2onnx: config not found: {args.config}')
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):

@@ -1,2 +1,3 @@
 from .categorical_loss import CategoricalLoss  # noqa: F401
+
 __all__ = ['CategoricalLoss']

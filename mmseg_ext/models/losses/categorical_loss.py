@@ -6,9 +6,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
-
 from mmseg.registry import MODELS
+from torch import Tensor
 
 TARGETS = ('frequency', 'presence')
 REDUCTIONS = ('none', 'mean', 'sum')
