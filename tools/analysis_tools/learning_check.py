@@ -61,18 +61,10 @@ def _run_records():
 
 
 _rr = _run_records()
-CLASSES = _rr.CLASSES
-CONTEXT = _rr.CONTEXT
-SMALL = _rr.SMALL
-THIN = _rr.THIN
-config_sha256 = _rr.config_sha256
-environment = _rr.environment
-fmt = _rr.fmt
-mean_std = _rr.mean_std
-read_record = _rr.read_record
-record_name = _rr.record_name
-write_record = _rr.write_record
-_group_mean = _rr.group_mean
+(CLASSES, CONTEXT, SMALL, THIN, config_sha256, environment, fmt, mean_std, read_record,
+ record_name, write_record, _group_mean) = (getattr(_rr, name) for name in (
+     'CLASSES', 'CONTEXT', 'SMALL', 'THIN', 'config_sha256', 'environment', 'fmt', 'mean_std',
+     'read_record', 'record_name', 'write_record', 'group_mean'))
 
 #: Where the run records are committed (one JSON file per finished run, issue #37).
 RECORD_DIR = osp.join('docs', 'runs')
