@@ -92,7 +92,10 @@ def compile_launch(launch: 'tk.Launch', capability: int):
         from triton.compiler import ASTSource
         for name in consts:
             sig[name] = 'constexpr'
-        attrs = {(fn.arg_names.index(n), ): [['tt.divisibility', 16]] for n in div16}
+        # in argument order: a dict in set order hashes differently in every process, and
+        # triton's on-disk cache would never hit
+        attrs = {(i, ): [['tt.divisibility', 16]]
+                 for i in sorted(fn.arg_names.index(n) for n in div16)}
         src = ASTSource(fn, sig, constexprs=consts, attrs=attrs)
         return triton.compile(src, target=GPUTarget('cuda', capability, 32),
                               options=dict(num_warps=launch.num_warps))
