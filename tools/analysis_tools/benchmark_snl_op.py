@@ -34,7 +34,9 @@ i.e. the extra memory of the method. Methods:
 
 ``--triton-blocks FWD,BWD`` overrides the register budgets of the Triton kernels' row-block
 tiles (elements; default 2048,1024: 4 and 2 query rows per program at C=256, Cv=512) for a
-tuning sweep. ``--static`` compiles the kernels without a GPU and prints their resource use.
+tuning sweep. ``--static`` compiles the kernels without a GPU and prints their resource use
+(registers against their budget, SASS local-memory / atomic / 16-byte load counts; see
+``mmseg_ext/ops/sparse_nonlocal/triton_static.py``).
 
 Every (method, size) runs in a fresh subprocess, so that peak memory is not polluted by earlier
 runs and an out-of-memory error only costs its own row.
@@ -44,6 +46,7 @@ Usage::
     python tools/analysis_tools/benchmark_snl_op.py [--sizes 32x64 64x128 128x256]
     python tools/analysis_tools/benchmark_snl_op.py --device cuda [--sizes 64x128 128x256]
     python tools/analysis_tools/benchmark_snl_op.py --static [--arch 80 90]   # no GPU needed
+    python tools/analysis_tools/benchmark_snl_op.py --static --static-shapes shipped
 """
 import argparse
 import json
@@ -381,9 +384,12 @@ def _triton_blocks(text):
 
 
 def _main_static(args):
-    """``--static``: compile every kernel of the Triton backend for each ``--arch`` and dtype as
-    the JIT would at launch (no GPU needed) and print what ptxas reports (registers, spill
-    bytes), triton's shared memory and PTX instruction counts, per kernel."""
+    """``--static``: compile every kernel of the Triton backend for each ``--arch``, shape and
+    dtype as the JIT would at launch (no GPU needed) and print, per kernel, its registers
+    against the budget of its occupancy target, what its SASS holds (local-memory instructions,
+    atomics, 16-byte loads against what its row tiles allow), ptxas's spill bytes where ptxas
+    was run, triton's shared memory and the problems found (see
+    mmseg_ext/ops/sparse_nonlocal/triton_static.py)."""
     os.environ.pop('TRITON_INTERPRET', None)  # compiled kernels, also when run from the tests
     import importlib
 
@@ -391,27 +397,38 @@ def _main_static(args):
     import triton
     _load_op_module()
     ts = importlib.import_module('_snl_op.triton_static')
-    size = args.static_size
-    h, w = map(int, size.split('x'))
-    dtypes = dict(fp32=torch.float32, bf16=torch.bfloat16)
-    print(f'triton {triton.__version__}, torch {torch.__version__}; {size}, K={args.k ** 2}, '
-          f'C={args.c}, Cv={args.cv}, B=1; compiled as at launch (no GPU used); '
-          f'{time.strftime("%Y-%m-%d")}')
-    cols = ('registers', 'spill_bytes', 'shared', 'ptx_instructions', 'ld_global',
-            'ld_global_v4', 'st_global', 'atomics')
-    print('\n| kernel | sm | dtype | rows/program | warps | ' + ' | '.join(cols) + ' |')
-    print('|---|---|---|---|---|' + '---|' * len(cols))
-    rows = []
-    for arch in args.arch:
-        for dname in args.dtypes:
-            for name, launch in ts.launches(dtypes[dname], (h, w), args.c, args.cv,
-                                            (args.k, args.k)):
-                st = ts.kernel_stats(ts.compile_launch(launch, arch))
-                rows.append(dict(kernel=name, arch=arch, dtype=dname, **st))
-                bn = launch.consts.get('BLOCK_N', 1)
-                print(f'| {name} | {arch} | {dname} | {bn} | {launch.num_warps} | ' +
-                      ' | '.join(str(st[c]) for c in cols) + ' |', flush=True)
-    print(json.dumps(dict(triton=triton.__version__, kernels=rows)))
+    if args.static_shapes == ['shipped']:
+        cases = ts.shipped_cases()
+    elif args.static_shapes:
+        bad = [s for s in args.static_shapes if s not in ts.SHAPES]
+        if bad:
+            sys.exit(f'--static-shapes: unknown {bad}; choose from shipped '
+                     f'{" ".join(ts.SHAPES)}')
+        cases = [(s, ts.SHAPES[s], d) for s in args.static_shapes for d in args.dtypes]
+    else:
+        h, w = map(int, args.static_size.split('x'))
+        shape = ts.Shape(args.c, args.cv, (args.k, args.k), (h, w), 1, '--k/--c/--cv')
+        cases = [(f'c{args.c}-cv{args.cv}-k{args.k ** 2}', shape, d) for d in args.dtypes]
+    t0 = time.time()
+    rows, tools = ts.survey(cases, args.arch, ptxas=args.ptxas)
+    print(f'triton {triton.__version__}, torch {torch.__version__}; compiled as at launch (no GPU '
+          f'used); {time.strftime("%Y-%m-%d")}; SASS: {tools["nvdisasm"] or "none"} '
+          f'({tools["nvdisasm_from"]}); {len(rows)} kernels in {time.time() - t0:.0f} s')
+    sass = tools['nvdisasm'] is not None
+    print('\n| kernel | sm | dtype | shape | rows/program | warps | registers | budget | '
+          + ('LDL/STL | ATOM/RED | LDG.128 (allowed) | ' if sass else
+             'atom/red (PTX) | ld.global.v4 (allowed) | ')
+          + 'spill bytes (ptxas) | shared (B) | problems |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        cols = ([r['sass_local'], r['sass_atomics'], f"{r['sass_ldg128']} ({r['expected_v4']})"]
+                if sass else [r['atomics'], f"{r['ld_global_v4']} ({r['expected_v4']})"])
+        spill = '-' if r['spill_bytes'] is None else r['spill_bytes']
+        print(f"| {r['kernel']} | {r['arch']} | {r['dtype']} | {r['shape']} | "
+              f"{r['rows_per_program']} | {r['warps']} | {r['registers']} | {r['budget']} | "
+              + ' | '.join(map(str, cols)) + f" | {spill} | {r['shared']} | "
+              + ('; '.join(f'{k}: {v}' for k, v in r['problems'].items()) or '-') + ' |')
+    print(json.dumps(dict(triton=triton.__version__, tools=tools, kernels=rows)))
     return rows
 
 
@@ -444,11 +461,18 @@ def parse_args(argv=None):
                    'spills, shared memory and instruction counts per kernel')
     p.add_argument('--static-size', default='128x256', type=_size, metavar='HxW',
                    help='--static: map size of the launches (default 128x256)')
+    p.add_argument('--static-shapes', nargs='+', default=None, metavar='NAME',
+                   help='--static: shapes of triton_static.SHAPES (each in --dtypes), or '
+                   '"shipped": those of the compile test (every shipped config\'s C, Cv, K in '
+                   'fp16, bf16, fp32); default: --k, --c, --cv at --static-size')
     p.add_argument('--arch', nargs='+', type=_int_at_least(50, 'compute capability'),
                    default=[80, 90],
                    help='--static: compute capabilities (default 80 90)')
-    p.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'],
-                   help='--static: input dtypes (default fp32 bf16)')
+    p.add_argument('--dtypes', nargs='+', default=['fp16', 'bf16', 'fp32'],
+                   choices=['fp16', 'bf16', 'fp32'],
+                   help='--static: input dtypes (default fp16 bf16 fp32)')
+    p.add_argument('--ptxas', action='store_true',
+                   help='--static: also run ptxas -v for spill bytes where the SASS is read')
     p.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     cuda = args.device == 'cuda'
