@@ -15,13 +15,15 @@
 
 Tolerances (float32): the op under compile is bitwise eager's (the permutes and casts around it
 are exact); a compiled block or model differs from eager only by Inductor's reordering of float32
-sums (convs, BN, the losses), so outputs and losses use ``rtol=1e-4``, and each gradient tensor
-``|compiled - eager| <= 1e-3 * max|eager| + 1e-6`` (measured at most ~2e-4 relative, in the
-ResNet stem of SSANet, on torch 2.14.1).
+sums (convs, BN, the losses): outputs and losses ``rtol=1e-4`` (measured <= 3e-7), each gradient
+tensor ``|compiled - eager| <= 2e-3 * max|eager| + 1e-6`` (measured on torch 2.14.1, as a
+fraction of max|eager|: FCN 1.6e-5, PSPNet 5.1e-4, SANet 2.9e-5, SSANet 3.7e-4, GFFNet 3.2e-4;
+BN over the tiny batch amplifies the reordering).
 
-Runtime (2-core CPU shared with a training job, torch 2.14.1): with a cold Inductor cache about
-14 min for the whole file (the train.py run ~5 min, the five models ~7 min); with the cache of an
-earlier run (``/tmp/torchinductor_$USER``) about 3 min.
+Runtime (2-core CPU shared with a training job, torch 2.14.1): with a cold Inductor cache
+10 min 47 s for the five models (7 min 43 s) and the train.py run (3 min); with the cache of an
+earlier run (``/tmp/torchinductor_$USER``) 3 min 25 s for the whole file (the models 53 s, train.py
+47 s). On torch 2.1 everything but four cheap tests skips (seconds).
 """
 import copy
 import importlib.util
@@ -85,7 +87,7 @@ def _rows(B=1, C=4, Cv=5, H=5, W=6, kernel=(3, 3), dtype=torch.float32, seed=0,
 def _assert_grads_close(got, want, what):
     for name, g in want.items():
         assert name in got, f'{what}: no gradient for {name} when compiled'
-        tol = 1e-3 * g.abs().max().item() + 1e-6
+        tol = 2e-3 * g.abs().max().item() + 1e-6
         err = (got[name] - g).abs().max().item()
         assert err <= tol, f'{what}: {name} gradient differs by {err:.3g} (> {tol:.3g})'
     assert set(got) == set(want), f'{what}: gradients of {set(got) ^ set(want)} differ in presence'
