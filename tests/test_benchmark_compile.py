@@ -1,5 +1,5 @@
-"""tools/analysis_tools/benchmark_compile.py: its plumbing, with TorchDynamo's ``eager`` backend on a
-tiny input (the Inductor timings are docs/benchmarks.md's "torch.compile" section)."""
+"""tools/analysis_tools/benchmark_compile.py: its plumbing, with TorchDynamo's ``eager`` backend
+on a tiny input (the Inductor timings are docs/benchmarks.md's "torch.compile" section)."""
 import pytest
 
 

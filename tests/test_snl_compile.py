@@ -37,13 +37,13 @@ import sys
 import pytest
 import torch
 import torch._dynamo
+from snl_reference import make_inputs
 
-from mmseg_ext.ops import sparse_nonlocal_attention
 from mmseg_ext.ops import sparse_nonlocal as snl_mod
+from mmseg_ext.ops import sparse_nonlocal_attention
 from mmseg_ext.ops.sparse_nonlocal import custom_op
 from mmseg_ext.ops.sparse_nonlocal import sparse as snl_sparse
 from mmseg_ext.ops.sparse_nonlocal.common import offset_rows, to_rows
-from snl_reference import make_inputs
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICKSTART = osp.join(REPO, 'configs', 'quickstart', '{}_r18tiny-d8_1xb8-1k_synthcity-128x256.py')

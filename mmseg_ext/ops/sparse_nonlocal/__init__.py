@@ -44,10 +44,19 @@ Backends (argument ``backend``)
 While a model is being exported or traced (:func:`.export.is_exporting`), every ``backend``
 value runs ``'export'``: no other backend can be traced.
 
+``torch.compile`` (:mod:`.custom_op`): on torch >= 2.4, while TorchDynamo traces a call (and it
+is not exporting), the ``'sparse'`` and ``'triton'`` backends run through the custom op
+``mmseg_ext::sparse_nonlocal`` (same forward and backward code, bitwise the same results, a fake
+implementation for tracing), so a compiled SNL block has no graph break; eager calls do not use
+it. ``'export'`` is plain torch and traces as is; ``'mmcv'`` is not covered (mmcv's CUDA
+function is opaque to TorchDynamo; not tested, no GPU). On older torch
+(e.g. 2.1) there is no custom op: TorchDynamo is kept out of the op (``torch.compiler.disable``)
+and a compiled model breaks its graph at every SNL block, running the op eagerly there.
+
 Files: this one (contract, argument checks, dispatch), :mod:`.common` (checks, geometry, row
 layout), :mod:`.sparse`, :mod:`.triton_kernels` (launches, autograd) with :mod:`.triton_jit`
 (the kernels) and :mod:`.triton_static` (compiling them without a GPU), :mod:`.mmcv_msda`,
-:mod:`.export`.
+:mod:`.export`, :mod:`.custom_op` (``torch.compile``).
 """
 import importlib
 from typing import Optional, Tuple, Union
@@ -87,10 +96,11 @@ def _import_triton() -> bool:
     """Import :mod:`.triton_kernels` (once, on first use: whether its kernels are compiled or
     interpreted is fixed then, by ``TRITON_INTERPRET``); whether triton imported.
 
-    Marked as ``torch.compiler.assume_constant_result`` marks a function (the attribute it
-    sets; calling it would import ``torch._dynamo``, about a second, at every import of this
-    package): TorchDynamo runs it while tracing instead of tracing the import, which would break
-    the graph where the first call of the op is compiled."""
+    Marked for TorchDynamo as ``torch.compiler.assume_constant_result`` would mark it (by the
+    attribute that function sets: calling it imports ``torch._dynamo``, about a second, at every
+    import of this package): Dynamo runs it while tracing and keeps its result as a constant,
+    instead of tracing the import, which would break the graph (resolving ``'auto'`` on CUDA
+    imports the kernels; in a compiled model that is the first call)."""
     if not _TRITON_KERNELS:
         try:
             _TRITON_KERNELS.append(importlib.import_module(f'{__name__}.triton_kernels'))

@@ -27,7 +27,8 @@ could not be tested without a GPU).
 The dispatcher (:func:`mmseg_ext.ops.sparse_nonlocal._attention`) calls :func:`attention_rows`
 only while ``torch.compiler.is_compiling()`` (and not exporting, where the export backend runs);
 eager calls still use the ``autograd.Function`` s directly. The ``'mmcv'`` backend is not
-covered (mmcv's CUDA function breaks the graph); ``'export'`` is plain torch and traces as is.
+covered (mmcv's CUDA function is opaque to TorchDynamo; not tested, no GPU); ``'export'`` is
+plain torch and traces as is.
 
 :data:`UNAVAILABLE` is None where the ops are registered, else why not (torch < 2.4, e.g. the
 classic torch 2.1 stack): there each SNL block breaks the graph of a compiled model (the model
