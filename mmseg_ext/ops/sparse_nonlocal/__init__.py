@@ -44,18 +44,27 @@ Backends (argument ``backend``)
 While a model is being exported or traced (:func:`.export.is_exporting`), every ``backend``
 value runs ``'export'``: no other backend can be traced.
 
+``torch.compile`` (:mod:`.custom_op`): on torch >= 2.4, while TorchDynamo traces a call (and it
+is not exporting), the ``'sparse'`` and ``'triton'`` backends run through the custom op
+``mmseg_ext::sparse_nonlocal`` (same forward and backward code, bitwise the same results, a fake
+implementation for tracing), so a compiled SNL block has no graph break; eager calls do not use
+it. ``'export'`` is plain torch and traces as is; ``'mmcv'`` is not covered (mmcv's CUDA
+function is opaque to TorchDynamo; not tested, no GPU). On older torch
+(e.g. 2.1) there is no custom op: TorchDynamo is kept out of the op (``torch.compiler.disable``)
+and a compiled model breaks its graph at every SNL block, running the op eagerly there.
+
 Files: this one (contract, argument checks, dispatch), :mod:`.common` (checks, geometry, row
 layout), :mod:`.sparse`, :mod:`.triton_kernels` (launches, autograd) with :mod:`.triton_jit`
 (the kernels) and :mod:`.triton_static` (compiling them without a GPU), :mod:`.mmcv_msda`,
-:mod:`.export`.
+:mod:`.export`, :mod:`.custom_op` (``torch.compile``).
 """
-import functools
 import importlib
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from . import custom_op as _custom_op
 from . import export as _export
 from . import sparse as _sparse
 from .common import (check_inputs, compute_dtype, from_rows, offset_rows, sample_coordinates,
@@ -79,16 +88,34 @@ def check_backend(backend) -> str:
     return backend
 
 
-@functools.lru_cache(maxsize=None)
-def _triton_module():
-    """The :mod:`.triton_kernels` module, or None when triton cannot be imported.
+#: ``[the .triton_kernels module, or None]`` once :func:`_import_triton` has run.
+_TRITON_KERNELS: list = []
 
-    Imported on first use: whether its kernels are compiled or interpreted is fixed then (by
-    ``TRITON_INTERPRET``)."""
-    try:
-        return importlib.import_module(f'{__name__}.triton_kernels')
-    except ImportError:
-        return None
+
+def _import_triton() -> bool:
+    """Import :mod:`.triton_kernels` (once, on first use: whether its kernels are compiled or
+    interpreted is fixed then, by ``TRITON_INTERPRET``); whether triton imported.
+
+    Marked for TorchDynamo as ``torch.compiler.assume_constant_result`` would mark it (by the
+    attribute that function sets: calling it imports ``torch._dynamo``, about a second, at every
+    import of this package): Dynamo runs it while tracing and keeps its result as a constant,
+    instead of tracing the import, which would break the graph (resolving ``'auto'`` on CUDA
+    imports the kernels; in a compiled model that is the first call)."""
+    if not _TRITON_KERNELS:
+        try:
+            _TRITON_KERNELS.append(importlib.import_module(f'{__name__}.triton_kernels'))
+        except ImportError:
+            _TRITON_KERNELS.append(None)
+    return _TRITON_KERNELS[0] is not None
+
+
+_import_triton._dynamo_marked_constant = True
+
+
+def _triton_module():
+    """The :mod:`.triton_kernels` module, or None when triton cannot be imported."""
+    _import_triton()
+    return _TRITON_KERNELS[0]
 
 
 def triton_unavailable(device: torch.device, num_points: int,
@@ -179,6 +206,33 @@ def sparse_nonlocal_attention(query: Tensor,
                       return_weights=bool(return_weights))
 
 
+def _compiling() -> bool:
+    """Whether TorchDynamo is tracing the call (``torch.compile``) and the custom op exists
+    (torch >= 2.4): the sparse and Triton backends then run through the custom op
+    ``mmseg_ext::sparse_nonlocal`` (:mod:`.custom_op`), which does not break the graph."""
+    return _custom_op.UNAVAILABLE is None and torch.compiler.is_compiling()
+
+
+def _sparse_rows(*args):
+    """:func:`.sparse.sparse_attention_rows` (the ``autograd.Function``), the eager path."""
+    return _sparse.sparse_attention_rows(*args)
+
+
+def _triton_rows(*args):
+    """:func:`.triton_kernels.triton_attention_rows` (the ``autograd.Function``), the eager
+    path."""
+    return _triton_module().triton_attention_rows(*args)
+
+
+if _custom_op.UNAVAILABLE is not None and hasattr(getattr(torch, 'compiler', None), 'disable'):
+    # torch < 2.4 (no custom op): TorchDynamo must not trace the autograd.Functions (torch 2.1
+    # fails on the sparse path's torch.sparse_csr_tensor with fake tensors, TorchRuntimeError):
+    # a compiled model breaks its graph at each SNL block and runs the op eagerly. Eager calls
+    # are unaffected. (torch.compiler.disable imports torch._dynamo; only on these versions.)
+    _sparse_rows = torch.compiler.disable(_sparse_rows)
+    _triton_rows = torch.compiler.disable(_triton_rows)
+
+
 def _attention(query: Tensor, key: Tensor, value: Tensor, offset: Tensor, kh: int, kw: int,
                dilation: int, backend: str, msda=None, logits: Optional[str] = None,
                return_weights: bool = False):
@@ -197,13 +251,18 @@ def _attention(query: Tensor, key: Tensor, value: Tensor, offset: Tensor, kh: in
             # rows keep their dtype (fp16/bf16 are read as such); float64 makes all float64
             dt = torch.float64 if cdt == torch.float64 else None
             q, k, v = to_rows(query, dt), to_rows(key, dt), to_rows(value, dt)
-            out, s = _triton_module().triton_attention_rows(q, k, v, offset_rows(offset, K, dt),
-                                                            *geom)
+            off = offset_rows(offset, K, dt)
+            if _compiling():
+                out, s = _custom_op.attention_rows(q, k, v, off, *geom, backend='triton')
+            else:
+                out, s = _triton_rows(q, k, v, off, *geom)
         else:
             q, k, v = to_rows(query, cdt), to_rows(key, cdt), to_rows(value, cdt)
             off = offset_rows(offset, K, cdt)
-            if backend == 'sparse':
-                out, s = _sparse.sparse_attention_rows(q, k, v, off, *geom)
+            if backend == 'sparse' and _compiling():
+                out, s = _custom_op.attention_rows(q, k, v, off, *geom, backend='sparse')
+            elif backend == 'sparse':
+                out, s = _sparse_rows(q, k, v, off, *geom)
             elif backend == 'export':
                 out, s = _export.export_attention_rows(q, k, v, off, *geom)
             elif backend == 'mmcv':
