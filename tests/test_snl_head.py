@@ -7,12 +7,12 @@ from glob import glob
 import pytest
 import torch
 import torch.nn.functional as F
+from snl_reference import reference_snl
 from torch.func import functional_call
 
 import mmseg_ext  # noqa: F401  (registers SNLHead)
 from mmseg_ext.models.decode_heads.snl_head import SNLHead
 from mmseg_ext.models.utils import SparseNonLocal2d
-from snl_reference import reference_snl
 
 CFG_DIR = osp.join(osp.dirname(__file__), '..', 'configs', 'ssanet')
 BN = dict(type='BN', requires_grad=True)

@@ -17,11 +17,17 @@ tensor's largest value for the float32 accumulation noise near zero.
 """
 import pytest
 import torch
+from snl_reference import (
+    F64,
+    MSDAPytorchShim,
+    assert_nonfinite_propagates,
+    make_inputs,
+    nonfinite_offset_case,
+    reference_snl,
+)
 
-from mmseg_ext.ops import sparse_nonlocal_attention
 from mmseg_ext.ops import sparse_nonlocal as snl_mod
-from snl_reference import (F64, MSDAPytorchShim, assert_nonfinite_propagates, make_inputs,
-                           nonfinite_offset_case, reference_snl)
+from mmseg_ext.ops import sparse_nonlocal_attention
 
 pytest.importorskip('triton')
 

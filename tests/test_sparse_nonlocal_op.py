@@ -9,13 +9,21 @@ mmcv's pure-PyTorch fallback, and the dispatch; the Triton kernels are tested in
 import pytest
 import torch
 import torch.nn.functional as F
+from snl_reference import (
+    F64,
+    MSDAPytorchShim,
+    _bilinear,
+    assert_nonfinite_propagates,
+    make_inputs,
+    nonfinite_offset_case,
+    pair,
+    reference_snl,
+)
 
-from mmseg_ext.ops import sparse_nonlocal_attention
 from mmseg_ext.ops import sparse_nonlocal as snl_mod
+from mmseg_ext.ops import sparse_nonlocal_attention
 from mmseg_ext.ops.sparse_nonlocal import mmcv_msda, pixel_to_msda_locations, sample_coordinates
 from mmseg_ext.ops.sparse_nonlocal import sparse as snl_sparse
-from snl_reference import (F64, MSDAPytorchShim, _bilinear, assert_nonfinite_propagates,
-                           make_inputs, nonfinite_offset_case, pair, reference_snl)
 
 
 def _cpu_autocast_supports_fp16() -> bool:

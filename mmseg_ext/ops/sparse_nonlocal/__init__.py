@@ -67,8 +67,7 @@ from torch import Tensor
 from . import custom_op as _custom_op
 from . import export as _export
 from . import sparse as _sparse
-from .common import (check_inputs, compute_dtype, from_rows, offset_rows, sample_coordinates,
-                     to_rows)
+from .common import check_inputs, compute_dtype, from_rows, offset_rows, sample_coordinates, to_rows
 from .mmcv_msda import describe_unavailable as _mmcv_unavailable
 from .mmcv_msda import msda_attention, pixel_to_msda_locations
 
