@@ -277,8 +277,13 @@ def test_spilling_tile_fails(probe):
     register file, it spills; the local-memory check sees it in the SASS and in ptxas -v."""
     row = probe['spill_tile']
     assert row['rows_per_program'] == 16
+    _assert_spill_caught(row, probe['sass'])
+
+
+def _assert_spill_caught(row, sass):
+    """The row spills (ptxas, and LDL/STL in the SASS when it is read) and _check refuses it."""
     assert 'local' in row['problems'] and row['spill_bytes'] > 0, row['problems']
-    if probe['sass']:
+    if sass:
         assert row['sass_local'] > 0
     with pytest.raises(AssertionError, match='local'):
         _check(row)
@@ -289,11 +294,7 @@ def test_register_cap_spills_fail(probe):
         pytest.skip(f'triton {triton.__version__} has no maxnreg option')
     row = probe['maxnreg_64']
     assert row['registers'] <= 64
-    assert 'local' in row['problems'] and row['spill_bytes'] > 0, row['problems']
-    if probe['sass']:
-        assert row['sass_local'] > 0
-    with pytest.raises(AssertionError, match='local'):
-        _check(row)
+    _assert_spill_caught(row, probe['sass'])
 
 
 def test_atomic_kernel_fails(probe):
