@@ -1,5 +1,6 @@
 """Issue #39: tools/analysis_tools/get_flops.py works on this stack for every kind of config, and
 the sparse non-local op is counted by its handle, checked against a hand count."""
+import glob
 import os.path as osp
 
 import pytest
@@ -33,14 +34,19 @@ def test_snl_op_counted_by_its_handle(tool, capsys):
     assert 'sparse non-local op' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize('config', [
-    'configs/sanet/sanet_r50-d8_4xb4-40k_voc12aug-512x512.py',
-    'configs/ssanet/ssanet_mobilenet-v2-d16_4xb2-80k_cityscapes-512x1024.py',
-    'configs/gffnet/gffnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'])
-def test_paper_configs_at_a_small_size(tool, config):
-    """The paper configs build offline (no checkpoint, no download) and count at any size."""
-    res = tool.main([osp.join(REPO, config), '--shape', '64'])
-    assert res['flops'] > 0 and res['params'] > 1e6
+PAPER_CONFIGS = sorted(osp.relpath(p, REPO) for algo in ('sanet', 'ssanet', 'gffnet')
+                       for p in glob.glob(osp.join(REPO, 'configs', algo, '*.py')))
+
+
+def test_every_paper_config_counts(tool, capsys):
+    """Every paper config (SANet, SSANet, GFFNet) builds offline (no checkpoint, no download)
+    and counts, at 64x64 to keep it quick; the SNL op through its handle in every SSANet."""
+    assert len(PAPER_CONFIGS) > 40
+    for config in PAPER_CONFIGS:
+        res = tool.main([osp.join(REPO, config), '--shape', '64'])
+        assert res['flops'] > 0 and res['params'] > 1e6, config
+        assert bool(res['extra']) == ('ssanet' in osp.basename(config)), config
+    capsys.readouterr()
 
 
 def test_bad_shape_is_a_usage_error(tool, capsys):
