@@ -171,3 +171,53 @@ def test_msda_composition_with_triton_logits():
     want = torch.autograd.grad(ref.sum(), ref_in)
     for a, b in zip(got, want):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize('chunks,min_entries', [(3, 1), (7, 1), (70, 1)])
+def test_inverse_map_in_chunks_is_bitwise_neutral(chunks, min_entries, monkeypatch):
+    """The inverse map sorted chunk by chunk (3, 7, and one row per chunk for this map) gives
+    gradients bitwise equal to one sort of all entries: the pulls visit each row's samples in
+    the same order and add sample i into the same accumulator lane."""
+    inputs = _to_device(make_inputs(2, 4, 6, 5, 7, 3, 2.0), torch.float32)
+    g = torch.randn(2, 6, 5, 7, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+
+    def grads():
+        out = sparse_nonlocal_attention(*inputs, 3, backend='triton')
+        return torch.autograd.grad((out * g).sum(), inputs)
+
+    one = grads()
+    assert TK.sort_chunk_rows(TK._Geom((5, 7), (3, 3), 1, 70, (4, 6), torch.float32)) == 70
+    monkeypatch.setattr(TK, '_SORT_CHUNKS', chunks)
+    monkeypatch.setattr(TK, '_SORT_MIN_ENTRIES', min_entries)
+    geo = TK._Geom((5, 7), (3, 3), 1, 70, (4, 6), torch.float32)
+    assert -(-70 // TK.sort_chunk_rows(geo)) == min(chunks, 70)
+    for a, b in zip(one, grads()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('R,K,chunks', [(70, 9, 1), (70, 9, 8), (33, 25, 5)])
+def test_backward_memory_follows_the_inverse_map(R, K, chunks, monkeypatch):
+    """``backward_memory`` adds up what ``_inverse_map`` really allocates: the tensors it
+    returns (held through the pulls) and one sort per chunk of the planned size."""
+    sorted_sizes = []
+    real_sort = torch.sort
+
+    def recording_sort(x, *args, **kwargs):
+        sorted_sizes.append(x.numel())
+        return real_sort(x, *args, **kwargs)
+
+    monkeypatch.setattr(TK, '_SORT_CHUNKS', chunks)
+    monkeypatch.setattr(TK, '_SORT_MIN_ENTRIES', 1)
+    monkeypatch.setattr(torch, 'sort', recording_sort)
+    geo = TK._Geom((1, R), (1, K), 1, R, (4, ), torch.float32)
+    off = torch.randn(R, K, 2, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    w, perm, start, first = TK._inverse_map(off, geo)
+    plan = TK.backward_memory(R, K)
+    dl_bytes = R * K * 4
+    held = sum(t.numel() * t.element_size() for t in (w, perm, start, first)) + dl_bytes
+    assert held == plan['held'] and plan['samples'] == w.numel() == perm.numel() == R * K * 4
+    assert sorted_sizes and max(sorted_sizes) == plan['chunk_entries']
+    assert len(sorted_sizes) == plan['chunks'] == start.shape[0]
+    assert sum(sorted_sizes) == plan['samples']
+    # every sample appears once in the map, each key row's samples in increasing order
+    assert torch.equal(perm.sort().values.cpu(), torch.arange(perm.numel(), dtype=perm.dtype))

@@ -409,6 +409,8 @@ def _main_static(args):
         h, w = map(int, args.static_size.split('x'))
         shape = ts.Shape(args.c, args.cv, (args.k, args.k), (h, w), 1, '--k/--c/--cv')
         cases = [(f'c{args.c}-cv{args.cv}-k{args.k ** 2}', shape, d) for d in args.dtypes]
+    if args.per_point:
+        return _per_point(ts, cases, args.arch)
     t0 = time.time()
     rows, tools = ts.survey(cases, args.arch, ptxas=args.ptxas)
     print(f'triton {triton.__version__}, torch {torch.__version__}; compiled as at launch (no GPU '
@@ -429,6 +431,55 @@ def _main_static(args):
               + ' | '.join(map(str, cols)) + f" | {spill} | {r['shared']} | "
               + ('; '.join(f'{k}: {v}' for k, v in r['problems'].items()) or '-') + ' |')
     print(json.dumps(dict(triton=triton.__version__, tools=tools, kernels=rows)))
+    return rows
+
+
+#: Corners of the model's assumption band (issue efficiency, L1 hit rate of the gathers).
+MODEL_BAND = ((1.0, 0.75), (0.5, 0.5))
+_POINT_KERNELS = ('forward', 'bwd_query', 'logits_fwd', 'logits_bwd_query')
+
+
+def _per_point(ts, cases, archs):
+    """``--static --per-point``: per kernel that loops over the points, the SASS instructions
+    of each loop body (one point, one warp) by class, and its time by ts.predict_ms at the two
+    corners of MODEL_BAND (the gathers: 4 corner rows of the query/key width, and for the
+    attention kernels of the value width, per row and point)."""
+    import torch
+    import triton
+    nvdisasm, where = ts.nvdisasm_path()
+    if not nvdisasm:
+        sys.exit(f'--per-point reads the SASS: no nvdisasm ({where})')
+    print(f'triton {triton.__version__}, torch {torch.__version__}; compiled as at launch (no GPU '
+          f'used); {time.strftime("%Y-%m-%d")}; SASS: {nvdisasm}; model: {ts.H100}, (issue '
+          f'efficiency, L1 hit) = {MODEL_BAND}')
+    print('\n| kernel | sm | dtype | shape | rows/program | registers | instructions / point / '
+          'warp (per loop) | floating | integer | select | convert | memory | shuffle | '
+          'control | rest | model (ms) |')
+    print('|' + '---|' * 16)
+    rows = []
+    for arch in archs:
+        for sname, sh, dname in cases:
+            elem = torch.empty(0, dtype=ts.DTYPES[dname]).element_size()
+            for name, launch in ts.launches(ts.DTYPES[dname], sh.hw, sh.C, sh.CV, sh.kernel,
+                                            batch=sh.batch):
+                if name not in _POINT_KERNELS:
+                    continue
+                prof = ts.point_profile(name, launch, arch, nvdisasm)
+                width = sh.C + (sh.CV if name in ('forward', 'bwd_query') else 0)
+                gathered = launch.args[0].shape[0] * prof['K'] * 4 * width * elem
+                model = [ts.predict_ms(prof, gathered, e, h)['ms'] for e, h in MODEL_BAND]
+                cls = {c: sum(lp[c] for lp in prof['loops'])
+                       for c in (*ts.SASS_CLASSES, 'integer')}
+                print(f"| {name} | {arch} | {dname} | {sname} | {prof['rows_per_program']} | "
+                      f"{prof['registers']} | {prof['per_point']} ("
+                      + ' + '.join(str(lp['instructions']) for lp in prof['loops']) + ') | '
+                      + ' | '.join(str(cls[c]) for c in ('floating', 'integer', 'select',
+                                                         'convert', 'memory', 'shuffle',
+                                                         'control'))
+                      + f" | {prof['rest']} | {model[0]:.2f}-{model[1]:.2f} |")
+                rows.append(dict(prof, dtype=dname, shape=sname, model_ms=model))
+    print(json.dumps(dict(triton=triton.__version__, band=MODEL_BAND, gpu=ts.H100,
+                          kernels=rows)))
     return rows
 
 
@@ -473,6 +524,10 @@ def parse_args(argv=None):
                    help='--static: input dtypes (default fp16 bf16 fp32)')
     p.add_argument('--ptxas', action='store_true',
                    help='--static: also run ptxas -v for spill bytes where the SASS is read')
+    p.add_argument('--per-point', action='store_true',
+                   help='--static: instead, the SASS instructions per point of the kernels that '
+                   'loop over the K points (by class) and the model time of triton_static.'
+                   'predict_ms (needs nvdisasm)')
     p.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     cuda = args.device == 'cuda'

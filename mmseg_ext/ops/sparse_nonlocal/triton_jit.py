@@ -17,9 +17,20 @@ import triton.language as tl
 
 
 @triton.jit
-def _geometry(off_ptr, rows, j, H, W, dil, K: tl.constexpr, KH: tl.constexpr,
+def _row_geometry(rows, H, W, K: tl.constexpr, ACC: tl.constexpr):
+    """Per query row, what :func:`_geometry` needs for every point: ``(yq, xq, base, k_row)``,
+    the row's pixel coordinates (ACC), its batch's first row and ``row * K`` (its first point:
+    offsets at ``2 (k_row + j)``, per-point scalars at ``k_row + j``). Computed once per
+    program, outside the loops over the points."""
+    n = rows % (H * W)
+    return (n // W).to(ACC), (n % W).to(ACC), rows - n, rows * K
+
+
+@triton.jit
+def _geometry(off_ptr, yq, xq, base, k_row, j, H, W, dil, K: tl.constexpr, KH: tl.constexpr,
               KW: tl.constexpr, ACC: tl.constexpr, IDX: tl.constexpr):
-    """Geometry of point(s) ``j`` of query ``rows`` (broadcastable IDX / int32 tensors).
+    """Geometry of point(s) ``j`` of the query rows described by :func:`_row_geometry`'s
+    ``(yq, xq, base, k_row)`` (broadcastable tensors).
 
     Returns ``(ry0, ry1, x0, x1)``: the flat rows of the corner lines ``y0, y1`` (batch offset
     included) and the corner columns, all clamped into the map, so that corner ``(a, b)`` is row
@@ -27,19 +38,17 @@ def _geometry(off_ptr, rows, j, H, W, dil, K: tl.constexpr, KH: tl.constexpr,
     corner, NaN (the corners those of offset 0) when an offset of the point is not finite;
     ``(dwy0, dwy1, dwx0, dwx1)``: their derivatives w.r.t. the sampling coordinate.
     """
-    n = rows % (H * W)
-    base = rows - n
     a = j // KW
     b = j - a * KW
-    o = rows * (2 * K) + 2 * j
+    o = 2 * (k_row + j)
     dy = tl.load(off_ptr + o).to(ACC)
     dx = tl.load(off_ptr + o + 1).to(ACC)
     ok = ((dy - dy) == 0) & ((dx - dx) == 0)  # false for NaN and +-inf
     dy = tl.where(ok, dy, 0.0)
     dx = tl.where(ok, dx, 0.0)
     # grid offset (a - (KH - 1) / 2) * dil, exact in any float type
-    sy = (n // W).to(ACC) + ((2 * a - (KH - 1)) * dil).to(ACC) * 0.5 + dy
-    sx = (n % W).to(ACC) + ((2 * b - (KW - 1)) * dil).to(ACC) * 0.5 + dx
+    sy = yq + ((2 * a - (KH - 1)) * dil).to(ACC) * 0.5 + dy
+    sx = xq + ((2 * b - (KW - 1)) * dil).to(ACC) * 0.5 + dx
     fy = tl.math.floor(sy)
     fx = tl.math.floor(sx)
     ly = sy - fy
@@ -92,37 +101,37 @@ def _weight_grad(t00, t01, t10, t11, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0, dwx1)
 
 
 @triton.jit
-def _pick(tile, kidx, j):
-    """Column ``j`` of a (BLOCK_N, BLOCK_K) register tile."""
-    return tl.sum(tl.where(kidx[None, :] == j, tile, 0.0), axis=1)
-
-
-@triton.jit
 def _fwd_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, out_ptr, R, H, W, dil, K: tl.constexpr,
                 KH: tl.constexpr, KW: tl.constexpr, C: tl.constexpr, CP: tl.constexpr,
                 CV: tl.constexpr, CVP: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
                 IDX: tl.constexpr, BLOCK_N: tl.constexpr, VALUES: tl.constexpr,
                 ONLINE: tl.constexpr):
     """Fused forward of ``BLOCK_N`` query rows. The query tile is loaded once; per point the
-    geometry is computed once, the logit is the dot of the query with the bilinear key, and
-    (``VALUES``) an online softmax over the K points accumulates the bilinear values of all CV
-    channels. Stores the softmax ``s`` (R, K) and ``out`` (R, CV); without ``VALUES`` only the
-    raw logits into ``s_ptr``. ``ONLINE=False`` (for triton 2.x, which miscompiles the online
-    softmax): the logits first, then the softmax of the tile and a second pass over the points
-    for the values (geometry computed twice)."""
+    geometry is computed once and the logit is the dot of the query with the bilinear key. With
+    ``VALUES`` and ``ONLINE`` it is stored to ``s_ptr`` at once (one column per point: no
+    register tile of K columns to update) and an online softmax over the K points accumulates
+    the bilinear values of all CV channels; then the program re-reads its own logits and
+    stores the softmax ``s`` (R, K) over them, and ``out`` (R, CV). Without ``VALUES`` the raw
+    logits (a register tile, stored once). ``ONLINE=False`` (for triton 2.x, which miscompiles
+    the online softmax): the logits tile first, then its softmax, stored, and a second pass
+    over the points for the values (geometry computed twice, ``s_j`` read back per point)."""
     raw = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = raw < R
     rows = tl.minimum(raw, R - 1).to(IDX)  # padding rows re-read the last row, never stored
-    kidx = tl.arange(0, BLOCK_K)
+    yq, xq, base, k_row = _row_geometry(rows, H, W, K, ACC)
     q = _rows(q_ptr, rows, C, CP, ACC)
-    logits = tl.zeros((BLOCK_N, BLOCK_K), dtype=ACC)
     acc = tl.zeros((BLOCK_N, CVP), dtype=ACC)
+    kidx = tl.arange(0, BLOCK_K)
+    s_off = rows[:, None] * K + kidx[None, :]
+    s_mask = row_mask[:, None] & (kidx[None, :] < K)
     if VALUES and ONLINE:
         den = tl.zeros((BLOCK_N, ), dtype=ACC)
         m = den - float('inf')
+    else:
+        logits = tl.zeros((BLOCK_N, BLOCK_K), dtype=ACC)
     for j in range(K):
         (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
-         dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
+         dwx1) = _geometry(off_ptr, yq, xq, base, k_row, j, H, W, dil, K, KH, KW, ACC, IDX)
         w00 = wy0 * wx0
         w01 = wy0 * wx1
         w10 = wy1 * wx0
@@ -130,8 +139,8 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, out_ptr, R, H, W, dil, K: t
         k00, k01, k10, k11 = _corners(k_ptr, ry0, ry1, x0, x1, C, CP, ACC)
         kmix = w00[:, None] * k00 + w01[:, None] * k01 + w10[:, None] * k10 + w11[:, None] * k11
         lj = tl.sum(q * kmix, axis=1)
-        logits = tl.where(kidx[None, :] == j, lj[:, None], logits)
         if VALUES and ONLINE:
+            tl.store(s_ptr + k_row + j, lj, mask=row_mask)
             m_new = tl.maximum(m, lj)
             alpha = tl.exp(m - m_new)
             p = tl.exp(lj - m_new)
@@ -141,24 +150,30 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, out_ptr, R, H, W, dil, K: t
             acc = acc * alpha[:, None] + p[:, None] * vmix
             den = den * alpha + p
             m = m_new
-    s_off = rows[:, None] * K + kidx[None, :]
-    s_mask = row_mask[:, None] & (kidx[None, :] < K)
+        else:  # a register tile: per-point stores spill here (triton 2.1; 8 rows on sm_90)
+            logits = tl.where(kidx[None, :] == j, lj[:, None], logits)
     if VALUES:
         if ONLINE:
-            s = tl.exp(logits - m[:, None]) / den[:, None]
+            tl.debug_barrier()  # the logits other threads of this program stored
+            lk = tl.load(s_ptr + s_off, mask=s_mask, other=float('-inf'))
+            s = tl.exp(lk - m[:, None]) / den[:, None]
             acc = acc / den[:, None]
+            tl.debug_barrier()  # every logit read before the softmax overwrites it
         else:
             lk = tl.where(kidx[None, :] < K, logits, float('-inf'))  # no padding in the max
             e = tl.exp(lk - tl.max(lk, axis=1)[:, None])
             s = e / tl.sum(e, axis=1)[:, None]
+        tl.store(s_ptr + s_off, s, mask=s_mask)
+        if not ONLINE:
+            tl.debug_barrier()  # the softmax, read back one column per point
             for j in range(K):
                 (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
-                 dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
-                sj = _pick(s, kidx, j)
+                 dwx1) = _geometry(off_ptr, yq, xq, base, k_row, j, H, W, dil, K, KH, KW, ACC,
+                                   IDX)
+                sj = tl.load(s_ptr + k_row + j)
                 v00, v01, v10, v11 = _corners(v_ptr, ry0, ry1, x0, x1, CV, CVP, ACC)
                 acc += ((sj * wy0 * wx0)[:, None] * v00 + (sj * wy0 * wx1)[:, None] * v01 +
                         (sj * wy1 * wx0)[:, None] * v10 + (sj * wy1 * wx1)[:, None] * v11)
-        tl.store(s_ptr + s_off, s, mask=s_mask)
         cols = tl.arange(0, CVP)
         tl.store(out_ptr + rows[:, None] * CV + cols[None, :], acc,
                  mask=row_mask[:, None] & (cols[None, :] < CV))
@@ -172,28 +187,29 @@ def _bwd_query_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, g_ptr, dl_ptr, dq_ptr
                       C: tl.constexpr, CP: tl.constexpr, CV: tl.constexpr, CVP: tl.constexpr,
                       BLOCK_K: tl.constexpr, ACC: tl.constexpr, IDX: tl.constexpr,
                       BLOCK_N: tl.constexpr, SOFTMAX: tl.constexpr, NEED_Q: tl.constexpr,
-                      NEED_OFF: tl.constexpr, STORE_DL: tl.constexpr):
-    """Query side of the backward for ``BLOCK_N`` rows, all in registers, each output written
-    once: with ``SOFTMAX``, from ``g = dL/dout`` (R, CV) and the saved softmax ``s``, pass 1
-    computes ``ds_j = sum_c w_c <g, v[corner_c]>``, the softmax backward ``dl = s (ds - <s,
-    ds>)`` (stored to ``dl_ptr`` if ``STORE_DL``, for dk) and the offset gradient through the
-    values; without ``SOFTMAX`` ``dl = dL/dlogits`` is read from ``dl_ptr``. Pass 2: ``dq =
-    sum_j dl_j bilinear(k, p_j)`` and the offset gradient through the keys."""
+                      NEED_OFF: tl.constexpr):
+    """Query side of the backward for ``BLOCK_N`` rows, each output written once: with
+    ``SOFTMAX``, from ``g = dL/dout`` (R, CV) and the saved softmax ``s``, pass 1 computes
+    ``ds_j = sum_c w_c <g, v[corner_c]>`` and the offset gradient through the values, then the
+    softmax backward ``dl = s (ds - <s, ds>)``, stored to ``dl_ptr`` (read by pass 2 and by the
+    dk pull); without ``SOFTMAX`` ``dl = dL/dlogits`` is read from ``dl_ptr``. Pass 2: ``dq =
+    sum_j dl_j bilinear(k, p_j)`` and the offset gradient through the keys. The per-point
+    scalars ``s_j``, ``dl_j`` are loaded (one column each), not picked out of a register tile."""
     raw = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_mask = raw < R
     rows = tl.minimum(raw, R - 1).to(IDX)
+    yq, xq, base, k_row = _row_geometry(rows, H, W, K, ACC)
     kidx = tl.arange(0, BLOCK_K)
     k_off = rows[:, None] * K + kidx[None, :]
     k_in = kidx[None, :] < K
     gy = tl.zeros((BLOCK_N, BLOCK_K), dtype=ACC)
     gx = tl.zeros((BLOCK_N, BLOCK_K), dtype=ACC)
     if SOFTMAX:
-        s = tl.load(s_ptr + k_off, mask=k_in, other=0.0).to(ACC)
         g = _rows(g_ptr, rows, CV, CVP, ACC)
         ds = tl.zeros((BLOCK_N, BLOCK_K), dtype=ACC)
         for j in range(K):
             (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
-             dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
+             dwx1) = _geometry(off_ptr, yq, xq, base, k_row, j, H, W, dil, K, KH, KW, ACC, IDX)
             v00, v01, v10, v11 = _corners(v_ptr, ry0, ry1, x0, x1, CV, CVP, ACC)
             ga00 = tl.sum(g * v00, axis=1)
             ga01 = tl.sum(g * v01, axis=1)
@@ -202,23 +218,22 @@ def _bwd_query_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, g_ptr, dl_ptr, dq_ptr
             dsj = wy0 * (wx0 * ga00 + wx1 * ga01) + wy1 * (wx0 * ga10 + wx1 * ga11)
             ds = tl.where(kidx[None, :] == j, dsj[:, None], ds)
             if NEED_OFF:
-                sj = _pick(s, kidx, j)
+                sj = tl.load(s_ptr + k_row + j).to(ACC)
                 gyj, gxj = _weight_grad(sj * ga00, sj * ga01, sj * ga10, sj * ga11, wy0, wy1,
                                         wx0, wx1, dwy0, dwy1, dwx0, dwx1)
                 gy = tl.where(kidx[None, :] == j, gyj[:, None], gy)
                 gx = tl.where(kidx[None, :] == j, gxj[:, None], gx)
+        s = tl.load(s_ptr + k_off, mask=k_in, other=0.0).to(ACC)
         dl = s * (ds - tl.sum(s * ds, axis=1)[:, None])
-        if STORE_DL:
-            tl.store(dl_ptr + k_off, dl, mask=row_mask[:, None] & k_in)
-    else:
-        dl = tl.load(dl_ptr + k_off, mask=k_in, other=0.0).to(ACC)
+        tl.store(dl_ptr + k_off, dl, mask=row_mask[:, None] & k_in)
+        tl.debug_barrier()  # pass 2 reads dl one column per point, across threads
     if NEED_Q or NEED_OFF:
         q = _rows(q_ptr, rows, C, CP, ACC)
         dq = tl.zeros((BLOCK_N, CP), dtype=ACC)
         for j in range(K):
             (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
-             dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
-            dlj = _pick(dl, kidx, j)
+             dwx1) = _geometry(off_ptr, yq, xq, base, k_row, j, H, W, dil, K, KH, KW, ACC, IDX)
+            dlj = tl.load(dl_ptr + k_row + j).to(ACC)
             k00, k01, k10, k11 = _corners(k_ptr, ry0, ry1, x0, x1, C, CP, ACC)
             if NEED_Q:
                 dq += dlj[:, None] * (
@@ -242,20 +257,23 @@ def _bwd_query_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, g_ptr, dl_ptr, dq_ptr
 
 
 @triton.jit
-def _corners_kernel(off_ptr, key_ptr, w_ptr, R, H, W, dil, K: tl.constexpr, KH: tl.constexpr,
-                    KW: tl.constexpr, ACC: tl.constexpr, IDX: tl.constexpr,
+def _corners_kernel(off_ptr, key_ptr, w_ptr, R, H, W, dil, R0, R1, K: tl.constexpr,
+                    KH: tl.constexpr, KW: tl.constexpr, ACC: tl.constexpr, IDX: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """For every entry ``e = (r K + j) 4 + c`` (corner c of point j of query r): the key/value
-    row it samples, ``key[e]`` (``R`` for an off-map corner: sorted last, never pulled), and its
-    bilinear weight ``w[e]``. Input of the inverse map of the dk / dv pulls."""
-    raw = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    rows = tl.minimum(raw, R - 1).to(IDX)[:, None]
+    """For every entry ``e = (r K + j) 4 + c`` (corner c of point j of query r) of the query
+    rows ``R0 <= r < R1`` (one chunk of the inverse map): the key/value row it samples,
+    ``key[e - 4 K R0]`` (``R`` for an off-map corner: sorted last, never pulled), and its
+    bilinear weight ``w[e - 4 K R0]`` (the caller passes both pointers at the chunk's start).
+    Input of the inverse map of the dk / dv pulls."""
+    raw = R0 + tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rows = tl.minimum(raw, R1 - 1).to(IDX)[:, None]
     kidx = tl.arange(0, BLOCK_K)[None, :]
     j = tl.minimum(kidx, K - 1)
-    mask = (raw[:, None] < R) & (kidx < K)
+    mask = (raw[:, None] < R1) & (kidx < K)
+    yq, xq, base, k_row = _row_geometry(rows, H, W, K, ACC)
     (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
-     dwx1) = _geometry(off_ptr, rows, j, H, W, dil, K, KH, KW, ACC, IDX)
-    e = (rows * K + j) * 4
+     dwx1) = _geometry(off_ptr, yq, xq, base, k_row, j, H, W, dil, K, KH, KW, ACC, IDX)
+    e = ((rows - R0) * K + j) * 4
     tl.store(key_ptr + e, tl.where(dwy0 * dwx0 != 0, ry0 + x0, R), mask=mask)
     tl.store(key_ptr + e + 1, tl.where(dwy0 * dwx1 != 0, ry0 + x1, R), mask=mask)
     tl.store(key_ptr + e + 2, tl.where(dwy1 * dwx0 != 0, ry1 + x0, R), mask=mask)
@@ -267,26 +285,31 @@ def _corners_kernel(off_ptr, key_ptr, w_ptr, R, H, W, dil, K: tl.constexpr, KH: 
 
 
 @triton.jit
-def _pull_kernel(src_ptr, a_ptr, w_ptr, perm_ptr, start_ptr, out_ptr, K: tl.constexpr,
-                 CH: tl.constexpr, ACC: tl.constexpr, IDX: tl.constexpr, BLOCK_E: tl.constexpr,
-                 BLOCK_CH: tl.constexpr):
+def _pull_kernel(src_ptr, a_ptr, w_ptr, perm_ptr, start_ptr, first_ptr, out_ptr, NCHUNK, STRIDE,
+                 K: tl.constexpr, CH: tl.constexpr, ACC: tl.constexpr, IDX: tl.constexpr,
+                 BLOCK_E: tl.constexpr, BLOCK_CH: tl.constexpr):
     """Gradient of one key/value row ``t`` (one channel tile), pulled from the entries that
     sample it: ``out[t] = sum_e a[e // 4] w[e] src[e // 4K]`` over the entries ``e =
-    perm[start[t]:start[t + 1]]`` (the stable sort of the corner keys), in that order.
+    perm[start[c, t]:start[c, t + 1]]`` of each chunk ``c`` of the inverse map in turn (chunk
+    c: the stable sort of its corner keys; ``start`` is (NCHUNK, STRIDE)), so in the order of a
+    single stable sort of all entries. ``first[c, t] <= start[c, t]`` starts the chunk's steps
+    so that entry number i of the row (over all chunks) is added into accumulator lane
+    ``i % BLOCK_E``: the sums do not depend on the chunking either.
     dv: ``a`` = softmax, ``src`` = dL/dout; dk: ``a`` = dL/dlogits, ``src`` = query rows."""
     t = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK_CH + tl.arange(0, BLOCK_CH)
     c_in = cols < CH
-    e_lo = tl.load(start_ptr + t)
-    e_hi = tl.load(start_ptr + t + 1)
     acc = tl.zeros((BLOCK_E, BLOCK_CH), dtype=ACC)
-    for e0 in range(e_lo, e_hi, BLOCK_E):
-        ei = e0 + tl.arange(0, BLOCK_E)
-        e_in = ei < e_hi
-        p = tl.load(perm_ptr + ei, mask=e_in, other=0).to(IDX)
-        coef = (tl.load(w_ptr + p, mask=e_in, other=0.0).to(ACC) *
-                tl.load(a_ptr + p // 4, mask=e_in, other=0.0).to(ACC))
-        x = tl.load(src_ptr + (p // (4 * K))[:, None] * CH + cols[None, :],
-                    mask=e_in[:, None] & c_in[None, :], other=0.0).to(ACC)
-        acc += coef[:, None] * x
+    for c in range(NCHUNK):
+        e_lo = tl.load(start_ptr + c * STRIDE + t)
+        e_hi = tl.load(start_ptr + c * STRIDE + t + 1)
+        for e0 in range(tl.load(first_ptr + c * STRIDE + t), e_hi, BLOCK_E):
+            ei = e0 + tl.arange(0, BLOCK_E)
+            e_in = (ei >= e_lo) & (ei < e_hi)
+            p = tl.load(perm_ptr + ei, mask=e_in, other=0).to(IDX)
+            coef = (tl.load(w_ptr + p, mask=e_in, other=0.0).to(ACC) *
+                    tl.load(a_ptr + p // 4, mask=e_in, other=0.0).to(ACC))
+            x = tl.load(src_ptr + (p // (4 * K))[:, None] * CH + cols[None, :],
+                        mask=e_in[:, None] & c_in[None, :], other=0.0).to(ACC)
+            acc += coef[:, None] * x
     tl.store(out_ptr + t.to(IDX) * CH + cols, tl.sum(acc, axis=0), mask=c_in)

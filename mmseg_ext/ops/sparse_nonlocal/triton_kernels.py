@@ -22,9 +22,10 @@ order, bitwise reproducible):
   :func:`.triton_jit._pull_kernel` sums, per key/value row, the weighted gradient / query rows
   of the samples that read it.
 
-Extra memory: forward ``O(R K)`` (the softmax); backward ``O(R K)`` for the inverse map (24
-bytes per corner sample with int32 indices: key, sorted key, weight, permutation) plus the
-gradients.
+Extra memory: forward ``O(R K)`` (the softmax); backward ``O(R K)``: dL/dlogits (R, K) and
+the inverse map, 8 bytes per corner sample held through the pulls (weight and permutation
+with int32 indices), sorted in chunks so that the sort's own temporaries are those of one
+chunk (:func:`backward_memory` adds it up, docs/benchmarks.md has the figures).
 
 Triton decides at decoration time whether a kernel is compiled or interpreted
 (``TRITON_INTERPRET=1``, triton >= 3.0; triton 2.x has no CPU interpreter and ignores it):
@@ -43,7 +44,7 @@ from torch.autograd.function import once_differentiable
 from . import triton_jit as _jit
 
 __all__ = ['INTERPRETED', 'MAX_POINTS', 'MAX_CHANNELS', 'unsupported', 'triton_attention_rows',
-           'triton_logits_rows', 'Launch']
+           'triton_logits_rows', 'Launch', 'backward_memory', 'CUDA_SORT_BYTES']
 
 #: True when this module's kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1 was set
 #: when triton decorated them, and this triton has an interpreter).
@@ -66,6 +67,10 @@ _MAX_BLOCK_N = 16
 _NUM_WARPS = 4
 _PULL_BLOCK_E = 32  # sampling entries per step of the dk / dv pulls
 _PULL_MAX_CH = 128  # channel tile of the pulls
+# The inverse map is sorted in this many chunks of query rows (each of at least
+# _SORT_MIN_ENTRIES corner entries): the sort's temporaries are those of one chunk.
+_SORT_CHUNKS = 8
+_SORT_MIN_ENTRIES = 1 << 20
 _TL_ACC = {torch.float32: tl.float32, torch.float64: tl.float64}
 #: Element offsets below this use int32 arithmetic in the kernels, larger ones int64.
 _INT32_LIMIT = 2**31
@@ -146,49 +151,112 @@ def plan_forward(q: Tensor, k: Tensor, v: Tensor, off: Tensor, s: Tensor, out: T
 
 def plan_bwd_query(q: Tensor, k: Tensor, v: Tensor, off: Tensor, s: Tensor, g: Tensor,
                    dl: Tensor, dq: Tensor, doff: Tensor, geo: _Geom, softmax: bool,
-                   need_q: bool, need_off: bool, store_dl: bool) -> Launch:
-    """The query side of the backward (see :func:`.triton_jit._bwd_query_kernel`); without
-    ``softmax`` (logits only) ``dl`` holds dL/dlogits and ``v``, ``s``, ``g`` are unused."""
+                   need_q: bool, need_off: bool) -> Launch:
+    """The query side of the backward (see :func:`.triton_jit._bwd_query_kernel`): with
+    ``softmax`` it writes dL/dlogits into ``dl`` (R, K); without (logits only) ``dl`` holds
+    dL/dlogits and ``v``, ``s``, ``g`` are unused."""
     C, CV = q.shape[1], (v.shape[1] if softmax else 1)
     CP, CVP = _pow2(C), _pow2(CV)
     bn = _row_block(CP, CVP, geo.block_k, budget=_ROW_TILE_BWD)
     return Launch(_jit._bwd_query_kernel, (triton.cdiv(geo.R, bn), ),
                   (q, k, v, off, s, g, dl, dq, doff) + geo.ints(),
                   dict(geo.consts(), C=C, CP=CP, CV=CV, CVP=CVP, BLOCK_K=geo.block_k,
-                       BLOCK_N=bn, SOFTMAX=softmax, NEED_Q=need_q, NEED_OFF=need_off,
-                       STORE_DL=store_dl), _NUM_WARPS)
+                       BLOCK_N=bn, SOFTMAX=softmax, NEED_Q=need_q, NEED_OFF=need_off),
+                  _NUM_WARPS)
 
 
-def plan_corners(off: Tensor, keys: Tensor, w: Tensor, geo: _Geom) -> Launch:
+def plan_corners(off: Tensor, keys: Tensor, w: Tensor, geo: _Geom, r0: int = 0,
+                 r1: Optional[int] = None) -> Launch:
+    """Corner keys and weights of the query rows ``r0 <= r < r1`` (default all) into ``keys``,
+    ``w`` (each starting at that chunk's first entry)."""
+    r1 = geo.R if r1 is None else r1
     bn = _row_block(geo.block_k) // 2 or 1
-    return Launch(_jit._corners_kernel, (triton.cdiv(geo.R, bn), ), (off, keys, w) + geo.ints(),
+    return Launch(_jit._corners_kernel, (triton.cdiv(r1 - r0, bn), ),
+                  (off, keys, w) + geo.ints() + (r0, r1),
                   dict(geo.consts(), BLOCK_N=bn, BLOCK_K=geo.block_k), _NUM_WARPS)
 
 
-def plan_pull(src: Tensor, a: Tensor, w: Tensor, perm: Tensor, start: Tensor, out: Tensor,
-              geo: _Geom) -> Launch:
-    """``out[t] = sum over the samples e of row t of a[e // 4] w[e] src[e // 4K]``."""
+def plan_pull(src: Tensor, a: Tensor, w: Tensor, perm: Tensor, start: Tensor, first: Tensor,
+              out: Tensor, geo: _Geom) -> Launch:
+    """``out[t] = sum over the samples e of row t of a[e // 4] w[e] src[e // 4K]``; ``start``,
+    ``first``: the (chunks, R + 1) tables of :func:`_inverse_map`."""
     CH = src.shape[1]
     bc = min(_PULL_MAX_CH, _pow2(CH))
     c = geo.consts()
-    return Launch(_jit._pull_kernel, (geo.R, triton.cdiv(CH, bc)), (src, a, w, perm, start, out),
+    return Launch(_jit._pull_kernel, (geo.R, triton.cdiv(CH, bc)),
+                  (src, a, w, perm, start, first, out, start.shape[0], start.shape[1]),
                   dict(K=c['K'], CH=CH, ACC=c['ACC'], IDX=c['IDX'], BLOCK_E=_PULL_BLOCK_E,
                        BLOCK_CH=bc), _NUM_WARPS)
 
 
-def _inverse_map(off: Tensor, geo: _Geom) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(w, perm, start)``: corner weights (R*K*4), the stable sort permutation of the corner
-    rows and, per key/value row t, ``perm[start[t]:start[t + 1]]`` = the samples reading it."""
+def sort_chunk_rows(geo: _Geom) -> int:
+    """Query rows per chunk of the inverse map: ``_SORT_CHUNKS`` chunks, each of at least
+    ``_SORT_MIN_ENTRIES`` corner entries (one chunk for small maps)."""
+    per_row = 4 * geo.K
+    want = max(_SORT_MIN_ENTRIES, -(-geo.R * per_row // _SORT_CHUNKS))
+    return max(1, min(geo.R, -(-want // per_row)))
+
+
+def _inverse_map(off: Tensor, geo: _Geom) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(w, perm, start, first)``: the corner weights (R*K*4), and the inverse map: per chunk
+    ``c`` of query rows (:func:`sort_chunk_rows`), ``perm[start[c, t]:start[c, t + 1]]`` are the
+    samples of the chunk that read key/value row t, in entry order (a stable sort of the chunk's
+    corner rows); ``first[c, t] = start[c, t] - (t's samples in the chunks before c) %
+    _PULL_BLOCK_E`` aligns the pull's steps across chunks. Sorting chunk by chunk bounds the
+    sort's temporaries (its int64 permutation and double buffers) by one chunk; what stays
+    through the pulls is ``w`` and ``perm`` (8 bytes per corner sample with int32 indices) and
+    the two small (chunks, R + 1) tables."""
     itype = torch.int64 if geo.idx64 else torch.int32
-    n = geo.R * geo.K * 4
-    keys = torch.empty(n, device=off.device, dtype=itype)
-    w = torch.empty(n, device=off.device, dtype=geo.acc)
-    plan_corners(off, keys, w, geo).run()
-    sorted_keys, perm = torch.sort(keys, stable=True)
-    del keys
-    start = torch.searchsorted(sorted_keys, torch.arange(geo.R + 1, device=off.device,
-                                                         dtype=itype))
-    return w, perm.to(itype), start.to(itype)
+    per_row = 4 * geo.K
+    rows = sort_chunk_rows(geo)
+    chunks = -(-geo.R // rows)
+    w = torch.empty(geo.R * per_row, device=off.device, dtype=geo.acc)
+    perm = torch.empty(geo.R * per_row, device=off.device, dtype=itype)
+    start = torch.empty(chunks, geo.R + 1, device=off.device, dtype=itype)
+    keys = torch.empty(rows * per_row, device=off.device, dtype=itype)
+    targets = torch.arange(geo.R + 1, device=off.device, dtype=itype)
+    for c in range(chunks):
+        r0, r1 = c * rows, min(geo.R, (c + 1) * rows)
+        e0, e1 = r0 * per_row, r1 * per_row
+        plan_corners(off, keys, w[e0:e1], geo, r0, r1).run()
+        sorted_keys, order = torch.sort(keys[:e1 - e0], stable=True)
+        perm[e0:e1].copy_(order)
+        del order
+        perm[e0:e1] += e0
+        start[c].copy_(torch.searchsorted(sorted_keys, targets))
+        start[c] += e0  # positions in perm
+        del sorted_keys
+    counts = start[:, 1:] - start[:, :-1]
+    first = start.clone()
+    first[:, :-1] -= (counts.cumsum(0) - counts) % _PULL_BLOCK_E
+    return w, perm, start, first
+
+
+#: Bytes per entry that torch's CUDA stable sort of a 1-D int32 tensor (> 4096 entries) holds
+#: while it runs, beyond its input: the sorted keys (4) and int64 indices (8) it returns, the
+#: int64 iota it sorts as values (8) and the radix sort's alternate key and value buffers
+#: (4 + 8). An assumption from torch's implementation (SortStable.cu, cub::DeviceRadixSort),
+#: not a measurement; used by :func:`backward_memory`.
+CUDA_SORT_BYTES = 32
+
+
+def backward_memory(R: int, K: int, idx64: bool = False, acc_bytes: int = 4,
+                    sort_bytes: int = CUDA_SORT_BYTES, chunks: Optional[int] = None) -> dict:
+    """Bytes the attention backward allocates beyond the gradients, from its launch plan:
+    ``dl`` (R, K) and the inverse map of :func:`_inverse_map` (``chunks`` as it would choose,
+    or forced), the sort's temporaries per entry ``sort_bytes``. Returns ``peak`` (while the
+    largest chunk sorts), ``held`` (through the pulls), ``samples`` (R K 4 corner samples) and
+    the chunking; divide by ``samples`` for bytes per corner sample."""
+    geo = _Geom((1, R), (1, K), 1, R, (1, ), torch.float32)
+    per_row, ib = 4 * K, 8 if idx64 else 4
+    rows = sort_chunk_rows(geo) if chunks is None else -(-R // chunks)
+    n_chunks = -(-R // rows)
+    n, chunk = R * per_row, min(R, rows) * per_row
+    # dl, w, perm, the start and first tables
+    held = R * K * acc_bytes + n * (acc_bytes + ib) + 2 * n_chunks * (R + 1) * ib
+    # while a chunk sorts: its keys, the sort's temporaries, searchsorted's targets and output
+    peak = held + chunk * (ib + sort_bytes) + 2 * (R + 1) * 8
+    return dict(peak=peak, held=held, samples=n, chunks=n_chunks, chunk_entries=chunk)
 
 
 def _geom(rows: Tuple[Tensor, ...], hw, kernel, dilation) -> _Geom:
@@ -227,11 +295,12 @@ class _TritonSNL(Function):
         g = grad_out.contiguous()
         gq = torch.empty_like(q) if need_q else None
         goff = torch.empty_like(off) if need_off else None
-        dl = torch.empty_like(s) if need_k else None
+        dl = None
         if need_q or need_k or need_off:
-            plan_bwd_query(q, k, v, off, s, g, s if dl is None else dl, q if gq is None else gq,
+            dl = torch.empty_like(s)  # dL/dlogits: read back by the kernel, and by the dk pull
+            plan_bwd_query(q, k, v, off, s, g, dl, q if gq is None else gq,
                            off if goff is None else goff, geo, softmax=True, need_q=need_q,
-                           need_off=need_off, store_dl=need_k).run()
+                           need_off=need_off).run()
         gk = gv = None
         if need_k or need_v:
             inv = _inverse_map(off, geo)
@@ -268,7 +337,7 @@ class _TritonLogits(Function):
         if need_q or need_off:
             plan_bwd_query(q, k, q, off, dl, q, dl, q if gq is None else gq,
                            off if goff is None else goff, geo, softmax=False, need_q=need_q,
-                           need_off=need_off, store_dl=False).run()
+                           need_off=need_off).run()
         gk = None
         if need_k:
             gk = torch.empty_like(k)

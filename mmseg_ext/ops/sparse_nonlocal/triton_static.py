@@ -41,7 +41,8 @@ from . import triton_kernels as tk
 __all__ = ['launches', 'compile_launch', 'kernel_stats', 'analyse', 'survey', 'problems',
            'Shape', 'SHAPES', 'DTYPES', 'shipped_cases', 'OCCUPANCY', 'register_budget',
            'gather_tiles', 'expected_vector_loads', 'nvdisasm_path', 'disassemble', 'sass_counts',
-           'cubin_registers', 'ptx_atomics']
+           'cubin_registers', 'ptx_atomics', 'SASS_CLASSES', 'sass_class', 'sass_loops',
+           'point_profile', 'H100', 'predict_ms']
 
 _TRITON_MAJOR = int(triton.__version__.split('.')[0])
 
@@ -134,18 +135,18 @@ def launches(dtype: torch.dtype, hw: Tuple[int, int] = (128, 256), C: int = 256,
     itype = torch.int64 if geo.idx64 else torch.int32
     keys = torch.empty(R * K * 4, dtype=itype, **meta)
     w = torch.empty(R * K * 4, dtype=geo.acc, **meta)
-    start = torch.empty(R + 1, dtype=itype, **meta)
+    rows = tk.sort_chunk_rows(geo)
+    start = torch.empty(-(-R // rows), R + 1, dtype=itype, **meta)
     return [
         ('forward', tk.plan_forward(q, k, v, off, s, v, geo)),
         ('bwd_query', tk.plan_bwd_query(q, k, v, off, s, g, s, q, off, geo, softmax=True,
-                                        need_q=True, need_off=True, store_dl=True)),
-        ('bwd_corners', tk.plan_corners(off, keys, w, geo)),
-        ('bwd_pull_dv', tk.plan_pull(g, s, w, keys, start, v, geo)),
-        ('bwd_pull_dk', tk.plan_pull(q, s, w, keys, start, k, geo)),
+                                        need_q=True, need_off=True)),
+        ('bwd_corners', tk.plan_corners(off, keys, w, geo, 0, rows)),
+        ('bwd_pull_dv', tk.plan_pull(g, s, w, keys, start, start, v, geo)),
+        ('bwd_pull_dk', tk.plan_pull(q, s, w, keys, start, start, k, geo)),
         ('logits_fwd', tk.plan_forward(q, k, q, off, s, s, geo, values=False)),
         ('logits_bwd_query', tk.plan_bwd_query(q, k, q, off, s, q, s, q, off, geo,
-                                               softmax=False, need_q=True, need_off=True,
-                                               store_dl=False)),
+                                               softmax=False, need_q=True, need_off=True)),
     ]
 
 
@@ -338,10 +339,13 @@ def _cubin_text(cubin: bytes) -> bytes:
 _SASS_LINE = re.compile(r'/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;')
 
 
-def disassemble(cubins: List[bytes], capability: int, nvdisasm: str) -> List[List[str]]:
+def disassemble(cubins: List[bytes], capability: int, nvdisasm: str,
+                addresses: bool = False) -> List[List]:
     """The SASS instructions of each cubin's kernel (all for ``sm_<capability>``), from ONE
     ``nvdisasm`` run on their code sections laid end to end (``-b SM<cc>``, raw mode), split
-    back by address: one process instead of one per kernel (each costs ~0.5 s)."""
+    back by address: one process instead of one per kernel (each costs ~0.5 s). With
+    ``addresses``, ``(address, instruction)`` pairs, addresses relative to the kernel's start
+    (as its branch targets are)."""
     blob, bounds = b'', []
     for cubin in cubins:
         text = _cubin_text(cubin)
@@ -353,6 +357,9 @@ def disassemble(cubins: List[bytes], capability: int, nvdisasm: str) -> List[Lis
         out = subprocess.run([nvdisasm, '-b', f'SM{capability}', f.name], capture_output=True,
                              text=True, check=True).stdout
     instrs = [(int(m.group(1), 16), m.group(2)) for m in _SASS_LINE.finditer(out)]
+    if addresses:
+        return [[(addr - lo, ins) for addr, ins in instrs if lo <= addr < hi]
+                for lo, hi in bounds]
     return [[ins for addr, ins in instrs if lo <= addr < hi] for lo, hi in bounds]
 
 
@@ -375,6 +382,55 @@ def sass_counts(instructions: List[str]) -> Dict[str, int]:
                 sass_ldg=sum(b == 'LDG' for b in base),
                 sass_ldg128=sum(b == 'LDG' and '.128' in op for b, op in zip(base, ops)),
                 sass_stg=sum(b == 'STG' for b in base))
+
+
+#: SASS opcode (before the first dot) -> class, for :func:`sass_loops`. Floating point: the
+#: arithmetic the attention needs (FMA, add, multiply, min/max, compare, exp, rounding, packed
+#: half arithmetic); ``select``: FSEL / SEL; ``convert``: int <-> float and precision changes,
+#: byte permutes (bf16 unpacking); ``memory``: global / shared / constant loads and stores;
+#: ``shuffle``: SHFL (the cross-thread reductions); ``control``: branches, barriers; the rest
+#: (IMAD, IADD3, LEA, LOP3, ISETP, shifts, moves, uniform-datapath ops) is ``integer``.
+SASS_CLASSES = {
+    'floating': ('FADD', 'FMUL', 'FFMA', 'FMNMX', 'MUFU', 'FSETP', 'FSET', 'FRND', 'FCHK',
+                 'HADD2', 'HMUL2', 'HFMA2', 'HMNMX2', 'HSETP2', 'DADD', 'DMUL', 'DFMA',
+                 'DSETP'),
+    'select': ('FSEL', 'SEL'),
+    'convert': ('F2I', 'I2F', 'I2FP', 'F2IP', 'F2F', 'F2FP', 'PRMT'),
+    'memory': ('LDG', 'STG', 'LDS', 'STS', 'LDC', 'LD', 'ST', 'LDSM'),
+    'shuffle': ('SHFL', ),
+    'control': ('BRA', 'BAR', 'EXIT', 'BSSY', 'BSYNC', 'NOP', 'WARPSYNC', 'DEPBAR', 'CALL',
+                'RET', 'YIELD', 'BPT', 'MEMBAR', 'ERRBAR', 'CCTL'),
+}
+_CLASS_OF = {op: c for c, ops in SASS_CLASSES.items() for op in ops}
+_BACK_BRANCH = re.compile(r'\bBRA\b[^;]*?\b(0x[0-9a-f]+)')
+
+
+def sass_class(instruction: str) -> str:
+    """The class (a key of :data:`SASS_CLASSES`, or ``integer``) of one SASS instruction."""
+    tok = instruction.split()
+    if tok and tok[0].startswith('@'):
+        tok = tok[1:]
+    return _CLASS_OF.get(tok[0].split('.')[0], 'integer') if tok else 'integer'
+
+
+def sass_loops(instructions: List[Tuple[int, str]]) -> List[dict]:
+    """The loops of a kernel's SASS (``(address, instruction)`` pairs, :func:`disassemble` with
+    ``addresses``): each backward branch closes one, from its target to the branch; in address
+    order, each with ``instructions`` (its body, the branch included; one pass through it per
+    iteration, per warp) and a count per :func:`sass_class`. The kernels' loops over the K
+    points have no inner loops (channel work is unrolled), so a body is what one point costs a
+    warp. A branch to itself (the ``BRA`` after ``EXIT``) closes no loop."""
+    loops = []
+    for addr, ins in instructions:
+        m = _BACK_BRANCH.search(ins)
+        if m and int(m.group(1), 16) < addr:
+            lo = int(m.group(1), 16)
+            body = [i for a, i in instructions if lo <= a <= addr]
+            classes = {c: 0 for c in (*SASS_CLASSES, 'integer')}
+            for i in body:
+                classes[sass_class(i)] += 1
+            loops.append(dict(start=lo, end=addr, instructions=len(body), **classes))
+    return loops
 
 
 def _ptx_statements(ptx: str) -> List[str]:
@@ -529,3 +585,46 @@ def survey(cases: List[Tuple[str, Shape, str]], archs: List[int], sass: bool = T
         r['problems'] = problems(r)
         del r['key']
     return rows, tools
+
+
+# ---------------------------------------------------------------------------------------------
+# per-point instructions and a first-order time model
+# ---------------------------------------------------------------------------------------------
+def point_profile(name: str, launch: 'tk.Launch', arch: int, nvdisasm: str) -> dict:
+    """SASS of one launch's kernel: ``total`` instructions, its point ``loops``
+    (:func:`sass_loops`), ``per_point`` (their bodies summed: what one point of a row block
+    costs each warp, all passes over the points together) and ``rest`` (the instructions
+    outside them, run once per program; an approximation: branches around code are not
+    followed)."""
+    compiled = compile_launch(launch, arch)
+    instrs = disassemble([compiled.asm['cubin']], arch, nvdisasm, addresses=True)[0]
+    loops = sass_loops(instrs)
+    per_point = sum(lp['instructions'] for lp in loops)
+    return dict(kernel=name, arch=arch, total=len(instrs), loops=loops, per_point=per_point,
+                rest=len(instrs) - per_point, registers=cubin_registers(compiled.asm['cubin']),
+                rows_per_program=launch.consts.get('BLOCK_N', 1), warps=launch.num_warps,
+                programs=launch.grid[0], K=launch.consts['K'])
+
+
+#: The H100 the model assumes: H100 SXM5 (132 SMs, 4 schedulers per SM each issuing at most
+#: one warp instruction per cycle, 1.98 GHz maximum boost clock: NVIDIA's H100 datasheet and
+#: Hopper tuning guide) and an L2 read bandwidth of 5.5 TB/s (published microbenchmarks of the
+#: H100 SXM report 5.5-7 TB/s; the lower figure). Not measured here.
+H100 = dict(sms=132, schedulers=4, clock_hz=1.98e9, l2_bytes_per_s=5.5e12)
+
+
+def predict_ms(profile: dict, gathered_bytes: float, issue_efficiency: float,
+               l1_hit: float, gpu: Optional[dict] = None) -> dict:
+    """First-order time of one launch on ``gpu`` (default :data:`H100`), in ms: the larger of
+    the issue time (every warp instruction of every program: ``programs x warps x (K x
+    per_point + rest)``, over ``sms x schedulers x clock x issue_efficiency``) and the L2 time
+    of the gathers (``gathered_bytes x (1 - l1_hit)`` over the L2 bandwidth). Assumes the loop
+    bodies run once per point (no divergence), every program the same, and nothing else bounds
+    the kernel (DRAM traffic, the inputs once, is far below the gathers)."""
+    gpu = gpu or H100
+    warp_instr = profile['programs'] * profile['warps'] * (
+        profile['K'] * profile['per_point'] + profile['rest'])
+    issue = warp_instr / (gpu['sms'] * gpu['schedulers'] * gpu['clock_hz'] * issue_efficiency)
+    l2 = gathered_bytes * (1 - l1_hit) / gpu['l2_bytes_per_s']
+    return dict(issue_ms=issue * 1e3, l2_ms=l2 * 1e3, ms=max(issue, l2) * 1e3,
+                warp_instructions=warp_instr)
