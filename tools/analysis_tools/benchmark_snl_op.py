@@ -430,8 +430,58 @@ def _main_static(args):
               f"{r['rows_per_program']} | {r['warps']} | {r['registers']} | {r['budget']} | "
               + ' | '.join(map(str, cols)) + f" | {spill} | {r['shared']} | "
               + ('; '.join(f'{k}: {v}' for k, v in r['problems'].items()) or '-') + ' |')
+    if args.summary:
+        _static_summary(rows, sass)
     print(json.dumps(dict(triton=triton.__version__, tools=tools, kernels=rows)))
     return rows
+
+
+def _static_summary(rows, sass):
+    """``--summary``: the two tables of docs/benchmarks.md for this triton: the benchmark shape
+    (c256-k81) on sm_90 per kernel, and each kernel's register range per arch and dtype over
+    the shapes surveyed."""
+    kernels = list(dict.fromkeys(r['kernel'] for r in rows))
+    dtypes = [d for d in ('fp16', 'bf16', 'fp32') if any(r['dtype'] == d for r in rows)]
+    bench = {(r['kernel'], r['dtype']): r for r in rows
+             if r['arch'] == 90 and r['shape'] == 'c256-k81'}
+    if bench:
+        print(f"\nBenchmark shape (c256-k81), sm_90, triton {triton_version()}:\n")
+        print('| kernel | rows/program | registers (' + ' / '.join(dtypes) + ') | '
+              + ('LDG.E.128 = allowed' if sass else 'ld.global.v4 / allowed') + ' ('
+              + ' / '.join(dtypes) + ') | local (LDL/STL) | shared, fp32 (B) |')
+        print('|---|---|---|---|---|---|')
+        for k in kernels:
+            got = [bench.get((k, d)) for d in dtypes]
+            if not all(got):
+                continue
+            v4 = ' / '.join(str(r['sass_ldg128'] if sass else r['ld_global_v4'])
+                            + ('' if (r['sass_ldg128'] if sass else r['ld_global_v4'])
+                               == r['expected_v4'] else f" (allowed {r['expected_v4']})")
+                            for r in got)
+            local = sum((r['sass_local'] or 0) if sass else (r['spill_bytes'] or 0) for r in got)
+            print(f"| {k} | {got[0]['rows_per_program']} | "
+                  + ' / '.join(str(r['registers']) for r in got) + f' | {v4} | {local} | '
+                  + f"{bench.get((k, 'fp32'), got[-1])['shared']} |")
+    archs = sorted({r['arch'] for r in rows})
+    shapes = sorted({r['shape'] for r in rows})
+    print(f'\nRegisters over {len(shapes)} shapes (min-max; budget per kernel in '
+          f'triton_static.OCCUPANCY), triton {triton_version()}:\n')
+    cols = [(a, d) for a in archs for d in dtypes]
+    print('| kernel | ' + ' | '.join(f'sm_{a} {d}' for a, d in cols) + ' |')
+    print('|---|' + '---|' * len(cols))
+    for k in kernels:
+        cells = []
+        for a, d in cols:
+            regs = [r['registers'] for r in rows if (r['kernel'], r['arch'], r['dtype']) ==
+                    (k, a, d)]
+            lo, hi = min(regs), max(regs)
+            cells.append(str(lo) if lo == hi else f'{lo}-{hi}')
+        print(f'| {k} | ' + ' | '.join(cells) + ' |')
+
+
+def triton_version():
+    import triton
+    return triton.__version__
 
 
 #: Corners of the model's assumption band (issue efficiency, L1 hit rate of the gathers).
@@ -524,6 +574,9 @@ def parse_args(argv=None):
                    help='--static: input dtypes (default fp16 bf16 fp32)')
     p.add_argument('--ptxas', action='store_true',
                    help='--static: also run ptxas -v for spill bytes where the SASS is read')
+    p.add_argument('--summary', action='store_true',
+                   help='--static: also print the summary tables of docs/benchmarks.md (the '
+                   'benchmark shape on sm_90, register ranges over the shapes)')
     p.add_argument('--per-point', action='store_true',
                    help='--static: instead, the SASS instructions per point of the kernels that '
                    'loop over the K points (by class) and the model time of triton_static.'
