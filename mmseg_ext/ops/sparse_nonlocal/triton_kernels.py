@@ -17,7 +17,7 @@ order, bitwise reproducible):
 * query side (:func:`.triton_jit._bwd_query_kernel`): ``ds``, the softmax backward ``dl``,
   ``dq`` and the offset gradient in registers, per block of query rows;
 * dk and dv by pulling: :func:`.triton_jit._corners_kernel` writes the key/value row and
-  weight of each of the ``R * K * 4`` corner samples, stable ``torch.sort``\ s of those rows
+  weight of each of the ``R * K * 4`` corner samples, stable ``torch.sort`` calls on those rows
   (chunk by chunk of query rows, once per backward, shared by dk and dv) give the inverse map,
   and :func:`.triton_jit._pull_kernel` sums, per key/value row, the weighted gradient / query
   rows of the samples that read it, in the order of one stable sort of all samples.
