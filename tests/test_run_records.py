@@ -222,3 +222,20 @@ def test_building_leaves_the_callers_config_alone():
     before = cfg.to_dict()
     build_segmentor(cfg, weights='offline', cfg_options={'model.auxiliary_head': None})
     assert cfg.to_dict() == before
+
+
+def test_sanet_against_fcn_is_said_plainly(rt):
+    """The comparison block pairs seeds, gives the mean difference and says whether SANet is
+    higher or lower on every seed, for test and val, whichever way it falls."""
+    records = [_record('fcn' + QUICK, 0, 30.0, 28.0), _record('fcn' + QUICK, 1, 31.0, 30.0),
+               _record('sanet' + QUICK, 0, 33.0, 27.0), _record('sanet' + QUICK, 1, 32.0, 29.5),
+               _record('sanet' + QUICK, 2, 40.0, 40.0),  # no FCN seed 2: left out
+               _record('sanet' + BENCH, 0, 50.0, 50.0)]
+    text = rt.comparison(records)
+    assert ('- quickstart (2 seeds: 0, 1): on **test** SANet scores 28.2 ± 1.8 against FCN\'s '
+            '29.0 ± 1.4, -0.8 points on average, lower on every seed (-1.0, -0.5); on **val** '
+            'SANet scores 32.5 ± 0.7 against FCN\'s 30.5 ± 0.7, +2.0 points on average, higher '
+            'on every seed (+3.0, +1.0).') in text
+    assert '- benchmark: no seed has both a SANet and an FCN record yet.' in text
+    mixed = rt.comparison(records[:3] + [_record('sanet' + QUICK, 1, 30.0, 31.0)])
+    assert 'higher on some seeds, lower on others (-1.0, +1.0)' in mixed

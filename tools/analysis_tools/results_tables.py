@@ -16,7 +16,8 @@ left alone. Blocks, for SET in ``quickstart`` (configs/quickstart/, 1k iteration
 * ``SET``: val and test mIoU, thin- and context-class means, the lowest small class, time;
 * ``SET-classes``: per-class IoU, val and test;
 * ``SET-curves``: val mIoU at each validation during training (seed 0);
-* ``SET-runs``: where and with what the records were made (machine, versions, commits, dates).
+* ``SET-runs``: where and with what the records were made (machine, versions, commits, dates);
+* ``sanet-vs-fcn``: SANet's defaults against FCN per set, val and test, seed by seed.
 
 Figures (``docs/figures/SET_results.svg``): val and test mIoU per model, mean ± std over seeds,
 drawn as plain SVG text (no plotting library, so the bytes do not depend on its version).
@@ -192,6 +193,39 @@ def table_summary(records):
         '[docs/learning_check.md](docs/learning_check.md#results-from-the-run-records).\n')
 
 
+def comparison(records):
+    """SANet (its default readings, chosen on SynthCity-bench val) against FCN, on the seeds
+    both have, per set: val and test, seed by seed, said plainly whichever way it falls."""
+    lines = []
+    for set_name in SETS:
+        runs = select(records, set_name)
+        sanet = {r['seed']: r for r in runs['sanet']}
+        fcn = {r['seed']: r for r in runs['fcn']}
+        seeds = sorted(set(sanet) & set(fcn))
+        if not seeds:
+            lines.append(f'- {set_name}: no seed has both a SANet and an FCN record yet.')
+            continue
+        parts = []
+        for split, get in (('test', lambda r: r['test']['miou']), ('val', lambda r: r['miou'])):
+            diffs = [get(sanet[s]) - get(fcn[s]) for s in seeds]
+            m = sum(diffs) / len(diffs)
+            if all(d > 0 for d in diffs):
+                verdict = 'higher on every seed'
+            elif all(d < 0 for d in diffs):
+                verdict = 'lower on every seed'
+            else:
+                verdict = 'higher on some seeds, lower on others'
+            parts.append(
+                f"on **{split}** SANet scores {_cell([get(sanet[s]) for s in seeds])} against "
+                f"FCN's {_cell([get(fcn[s]) for s in seeds])}, {m:+.1f} points on average, "
+                f"{verdict} ({', '.join(f'{d:+.1f}' for d in diffs)})")
+        n = len(seeds)
+        lines.append(f"- {set_name} ({n} seed{'s' if n != 1 else ''}: "
+                     f"{', '.join(map(str, seeds))}): " + '; '.join(parts) + '.')
+    return ('SANet with its default readings (chosen on SynthCity-bench val) against FCN, on the '
+            'seeds both have:\n\n' + '\n'.join(lines) + '\n')
+
+
 def figure(records, set_name):
     """An SVG bar chart: val and test mIoU per model, mean ± std (plain text, stable bytes)."""
     runs = select(records, set_name)
@@ -240,7 +274,7 @@ def figure(records, set_name):
 
 def blocks(records):
     """{block name: its generated text}."""
-    out = {'summary': table_summary(records)}
+    out = {'summary': table_summary(records), 'sanet-vs-fcn': comparison(records)}
     for s in SETS:
         out[s] = table_set(records, s)
         out[f'{s}-classes'] = table_classes(records, s)
