@@ -52,17 +52,11 @@ CASES = [(s, d) for s in ('c256-k81', 'c256-k49', 'c128-k9', 'c128-k49', 'c128-k
 
 _SPILLS_21 = ('triton 2.1 (ptxas 12.1) spills a few registers here; triton 3.8 does not (its '
               'row of docs/benchmarks.md)')
-_REGS_21 = ("triton 2.1's logits kernels at C=128, fp32, sm_80 (MobileNetV2 configs with "
-            "backend='mmcv' on the classic stack): 16 / 8 rows per program; triton 3.8 stays "
-            '<= 128')
 #: Shipped cases over a check, measured 2026-12-07, by triton (major, minor):
 #: ``{(kernel, arch, dtype, shape): {check: measured}}``, ``registers``: registers per thread,
 #: ``local``: (LDL/STL instructions in the SASS, spill bytes from ptxas -v), with the reason.
 KNOWN = {
     (2, 1): {
-        ('logits_fwd', 80, 'fp32', 'c128-k81'): ({'registers': 156}, _REGS_21),
-        ('logits_fwd', 80, 'fp32', 'c128-k99'): ({'registers': 159}, _REGS_21),
-        ('logits_fwd', 80, 'fp32', 'c128-k121'): ({'registers': 159}, _REGS_21),
         ('bwd_query', 80, 'fp32', 'c128-k9'): ({'local': (2, 8)}, _SPILLS_21),
         ('forward', 90, 'bf16', 'c256-k49'): ({'local': (2, 16)}, _SPILLS_21),
     },

@@ -459,7 +459,10 @@ def _static_summary(rows, sass):
                                == r['expected_v4'] else f" (allowed {r['expected_v4']})")
                             for r in got)
             local = sum((r['sass_local'] or 0) if sass else (r['spill_bytes'] or 0) for r in got)
-            print(f"| {k} | {got[0]['rows_per_program']} | "
+            per = sorted({r['rows_per_program'] for r in got})
+            print(f"| {k} | "
+                  + (str(per[0]) if len(per) == 1
+                     else ' / '.join(str(r['rows_per_program']) for r in got)) + ' | '
                   + ' / '.join(str(r['registers']) for r in got) + f' | {v4} | {local} | '
                   + f"{bench.get((k, 'fp32'), got[-1])['shared']} |")
     archs = sorted({r['arch'] for r in rows})

@@ -63,6 +63,10 @@ MAX_CHANNELS = 2048
 # tests/test_snl_triton_compile.py (benchmark_snl_op.py --static); not timed on a GPU.
 _ROW_TILE = 2048
 _ROW_TILE_BWD = 1024
+# triton 2.x's logits-only forward of fp32 rows with _ROW_TILE (16 rows at C = 128) takes
+# 154-159 registers on sm_80; half the rows keeps it within the budget (fp16 / bf16 keep
+# _ROW_TILE: with half, ptxas 12.1 spills 8 bytes at C = 128, K = 49 on sm_80).
+_ROW_TILE_LOGITS_2X = 1024
 _MAX_BLOCK_N = 16
 _NUM_WARPS = 4
 _PULL_BLOCK_E = 32  # sampling entries per step of the dk / dv pulls
@@ -142,7 +146,8 @@ def plan_forward(q: Tensor, k: Tensor, v: Tensor, off: Tensor, s: Tensor, out: T
     """The fused forward; ``values=False``: raw logits into ``s`` (``v``, ``out`` unused)."""
     C, CV = q.shape[1], (v.shape[1] if values else 1)
     CP, CVP = _pow2(C), _pow2(CV)
-    bn = _row_block(CP, CVP, geo.block_k)
+    small = not values and not ONLINE_SOFTMAX and q.dtype == torch.float32
+    bn = _row_block(CP, CVP, geo.block_k, budget=_ROW_TILE_LOGITS_2X if small else _ROW_TILE)
     return Launch(_jit._fwd_kernel, (triton.cdiv(geo.R, bn), ),
                   (q, k, v, off, s, out) + geo.ints(),
                   dict(geo.consts(), C=C, CP=CP, CV=CV, CVP=CVP, BLOCK_K=geo.block_k,
