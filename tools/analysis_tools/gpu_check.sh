@@ -11,7 +11,7 @@ OUT=${OUT:-work_dirs/gpu_check}
 mkdir -p "$OUT"
 . .gpu-kit/env.sh > "$OUT/gpukit.log" 2>&1 || { cat "$OUT/gpukit.log"; exit 1; }
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-STEPS=${STEPS:-tests static op_bench op_tiles heads pair}
+STEPS=${STEPS:-tests static model op_bench op_tiles heads pair}
 step() {  # step NAME TIMEOUT_S CMD...
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" $name "* ]] || return 0
@@ -28,7 +28,9 @@ cat "$OUT/machine.txt"
 step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_sparse_nonlocal_op.py \
   tests/test_snl_triton.py
 # registers / spills / shared memory per kernel with this machine's triton (cf. docs/benchmarks.md)
-step static 40 python3 tools/analysis_tools/benchmark_snl_op.py --static --arch 90
+step static 25 python3 tools/analysis_tools/benchmark_snl_op.py --static --arch 90
+# SASS instructions per point and the H100 model's times, beside op_bench's measured ones
+step model 25 python3 tools/analysis_tools/benchmark_snl_op.py --static --per-point --arch 90
 step op_bench 180 python3 tools/analysis_tools/benchmark_snl_op.py --device cuda
 # tile sweep: twice the default register budgets of the row-block tiles (8 / 4 rows per program)
 step op_tiles 50 python3 tools/analysis_tools/benchmark_snl_op.py --device cuda --sizes 128x256 \
