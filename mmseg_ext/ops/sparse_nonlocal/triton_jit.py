@@ -170,7 +170,7 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, out_ptr, R, H, W, dil, K: t
                 (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
                  dwx1) = _geometry(off_ptr, yq, xq, base, k_row, j, H, W, dil, K, KH, KW, ACC,
                                    IDX)
-                sj = tl.load(s_ptr + k_row + j)
+                sj = tl.load(s_ptr + k_row + j, mask=row_mask, other=0.0)
                 v00, v01, v10, v11 = _corners(v_ptr, ry0, ry1, x0, x1, CV, CVP, ACC)
                 acc += ((sj * wy0 * wx0)[:, None] * v00 + (sj * wy0 * wx1)[:, None] * v01 +
                         (sj * wy1 * wx0)[:, None] * v10 + (sj * wy1 * wx1)[:, None] * v11)
@@ -218,7 +218,7 @@ def _bwd_query_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, g_ptr, dl_ptr, dq_ptr
             dsj = wy0 * (wx0 * ga00 + wx1 * ga01) + wy1 * (wx0 * ga10 + wx1 * ga11)
             ds = tl.where(kidx[None, :] == j, dsj[:, None], ds)
             if NEED_OFF:
-                sj = tl.load(s_ptr + k_row + j).to(ACC)
+                sj = tl.load(s_ptr + k_row + j, mask=row_mask, other=0.0).to(ACC)
                 gyj, gxj = _weight_grad(sj * ga00, sj * ga01, sj * ga10, sj * ga11, wy0, wy1,
                                         wx0, wx1, dwy0, dwy1, dwx0, dwx1)
                 gy = tl.where(kidx[None, :] == j, gyj[:, None], gy)
@@ -233,7 +233,7 @@ def _bwd_query_kernel(q_ptr, k_ptr, v_ptr, off_ptr, s_ptr, g_ptr, dl_ptr, dq_ptr
         for j in range(K):
             (ry0, ry1, x0, x1, wy0, wy1, wx0, wx1, dwy0, dwy1, dwx0,
              dwx1) = _geometry(off_ptr, yq, xq, base, k_row, j, H, W, dil, K, KH, KW, ACC, IDX)
-            dlj = tl.load(dl_ptr + k_row + j).to(ACC)
+            dlj = tl.load(dl_ptr + k_row + j, mask=row_mask, other=0.0).to(ACC)
             k00, k01, k10, k11 = _corners(k_ptr, ry0, ry1, x0, x1, C, CP, ACC)
             if NEED_Q:
                 dq += dlj[:, None] * (
