@@ -440,12 +440,14 @@ def _static_summary(rows, sass):
     """``--summary``: the two tables of docs/benchmarks.md for this triton: the benchmark shape
     (c256-k81) on sm_90 per kernel, and each kernel's register range per arch and dtype over
     the shapes surveyed."""
+    import triton
+    version = triton.__version__
     kernels = list(dict.fromkeys(r['kernel'] for r in rows))
     dtypes = [d for d in ('fp16', 'bf16', 'fp32') if any(r['dtype'] == d for r in rows)]
     bench = {(r['kernel'], r['dtype']): r for r in rows
              if r['arch'] == 90 and r['shape'] == 'c256-k81'}
     if bench:
-        print(f"\nBenchmark shape (c256-k81), sm_90, triton {triton_version()}:\n")
+        print(f"\nBenchmark shape (c256-k81), sm_90, triton {version}:\n")
         print('| kernel | rows/program | registers (' + ' / '.join(dtypes) + ') | '
               + ('LDG.E.128 = allowed' if sass else 'ld.global.v4 / allowed') + ' ('
               + ' / '.join(dtypes) + ') | local (LDL/STL) | shared, fp32 (B) |')
@@ -468,7 +470,7 @@ def _static_summary(rows, sass):
     archs = sorted({r['arch'] for r in rows})
     shapes = sorted({r['shape'] for r in rows})
     print(f'\nRegisters over {len(shapes)} shapes (min-max; budget per kernel in '
-          f'triton_static.OCCUPANCY), triton {triton_version()}:\n')
+          f'triton_static.OCCUPANCY), triton {version}:\n')
     cols = [(a, d) for a in archs for d in dtypes]
     print('| kernel | ' + ' | '.join(f'sm_{a} {d}' for a, d in cols) + ' |')
     print('|---|' + '---|' * len(cols))
@@ -480,11 +482,6 @@ def _static_summary(rows, sass):
             lo, hi = min(regs), max(regs)
             cells.append(str(lo) if lo == hi else f'{lo}-{hi}')
         print(f'| {k} | ' + ' | '.join(cells) + ' |')
-
-
-def triton_version():
-    import triton
-    return triton.__version__
 
 
 #: Corners of the model's assumption band (issue efficiency, L1 hit rate of the gathers).
