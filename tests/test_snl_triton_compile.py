@@ -207,6 +207,21 @@ def test_sass_loops_finds_the_loop_bodies():
     assert ts.sass_class('PRMT R1, R2, 0x7632, R3') == 'convert'
 
 
+
+def test_predict_ms_by_hand():
+    """The time model on round numbers: issue-bound, then L2-bound, on a made-up GPU."""
+    sys.path.insert(0, ROOT)
+    from mmseg_ext.ops.sparse_nonlocal import triton_static as ts
+    gpu = dict(sms=10, schedulers=4, clock_hz=1e9, l2_bytes_per_s=1e12)
+    prof = dict(programs=100, warps=4, K=10, per_point=90, rest=100)  # 400 * 1000 warp instrs
+    got = ts.predict_ms(prof, gathered_bytes=4e9, issue_efficiency=0.5, l1_hit=0.75, gpu=gpu)
+    assert got['warp_instructions'] == 400_000
+    assert got['issue_ms'] == pytest.approx(400_000 / (40e9 * 0.5) * 1e3)  # 0.02 ms
+    assert got['l2_ms'] == pytest.approx(4e9 * 0.25 / 1e12 * 1e3)  # 1 ms
+    assert got['ms'] == got['l2_ms']
+    assert ts.predict_ms(prof, 0.0, 1.0, 0.0, gpu)['ms'] == pytest.approx(0.01)
+
+
 # ---------------------------------------------------------------------------------------------
 # the test of the test: the checks fail where they should, on real compiled kernels
 # ---------------------------------------------------------------------------------------------
