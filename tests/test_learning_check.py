@@ -2,6 +2,7 @@
 import argparse
 import functools
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -260,9 +261,14 @@ def test_train_one_records_the_model_it_trains(lc, tmp_path, monkeypatch):
     log = 'Iter(train) [4000/4000]  lr: 1\n' + _table(5.0) + 'Iter(val) [1/1]  mIoU: 5.0000\n'
     calls = []
 
+    real_run = subprocess.run
+
     def fake_run(cmd, **kwargs):
+        if not cmd[1].endswith(osp.join('tools', 'train.py')):
+            return real_run(cmd, **kwargs)  # git, for the record's commit
         calls.append(cmd)
-        return argparse.Namespace(returncode=0, stdout=log, stderr='')
+        kwargs['stdout'].write(log)
+        return argparse.Namespace(returncode=0)
     monkeypatch.setattr(lc.subprocess, 'run', fake_run)
     monkeypatch.setattr(lc, 'count_params', lambda cfg: 123)  # _HEAD builds no backbone
     monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: 'f' * 64)
@@ -329,3 +335,186 @@ def test_negative_iters_fail_fast_on_the_command_line(lc, tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
     assert "error: argument --iters: takes a positive number of iterations" in proc.stderr
     assert not (tmp_path / 'out').exists()  # refused before any run (no training)
+
+
+def _val(it, v):
+    return f'Iter(train) [{it}/4000]  lr: 1\n' + _table(v) + f'Iter(val) [1/1]  mIoU: {v:.4f}\n'
+
+
+def _fake_training(lc, monkeypatch, segments):
+    """tools/train.py replaced by ``segments``, one per call: (log text, iterations whose
+    checkpoints it writes, exit status, seconds after the segment's start each checkpoint is
+    written at). Returns the commands it was called with."""
+    calls = []
+
+    def fake_segment(cmd, env, log_path):
+        text, ckpts, code, after = segments[len(calls)]
+        calls.append(cmd)
+        work = osp.dirname(log_path)
+        with open(osp.join(work, lc.PROGRESS)) as f:
+            start = json.load(f)['segments'][-1]['start']
+        for it in ckpts:
+            path = osp.join(work, f'iter_{it}.pth')
+            with open(path, 'w') as f:
+                f.write('weights')
+            os.utime(path, (start + after, start + after))
+            with open(osp.join(work, 'last_checkpoint'), 'w') as f:
+                f.write(path)
+        with open(log_path, 'w') as f:
+            f.write(text)
+        return code
+    monkeypatch.setattr(lc, '_train_segment', fake_segment)
+    monkeypatch.setattr(lc, 'count_params', lambda cfg: 123)  # _HEAD builds no backbone
+    monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: 'f' * 64)
+    return calls
+
+
+def test_a_killed_run_is_resumed_from_its_last_checkpoint(lc, tmp_path, monkeypatch):
+    """The session ends during a run (killed after checkpoint 1000 and validation 1500): the
+    same command resumes it from iter_1000, the curve keeps the first segment's validations up
+    to 1000 and the resumed one's after, the time counts the first segment up to its checkpoint
+    only, and the record says where it resumed and that RNGStateHook confirmed exactness."""
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=''))
+    work = tmp_path / 'w'
+    exact = ('RNGStateHook: resuming at iteration 1000 with the settings the checkpoint was '
+             'written with (...)\n')
+    calls = _fake_training(lc, monkeypatch, [
+        (_val(500, 1.0) + _val(1000, 2.0) + _val(1500, 99.0), [1000], -9, 100.0),
+        (exact + _val(1500, 3.0) + ''.join(_val(i, i / 500) for i in range(2000, 4001, 500)),
+         [2000, 3000, 4000], 0, 1.0)])
+    with pytest.raises(RuntimeError, match='failed'):
+        lc.train_one(str(config), 0, str(work), None, {}, [], checkpoint_interval=1000)
+    assert '--resume' not in calls[0] and 'default_hooks.checkpoint.interval=1000' in calls[0]
+    assert (work / lc.PROGRESS).is_file()
+    res = lc.train_one(str(config), 0, str(work), None, {}, [], checkpoint_interval=1000)
+    assert '--resume' in calls[1] and calls[1][-1] == f'load_from={work / "iter_1000.pth"}'
+    assert [(p['iter'], p['miou']) for p in res['curve']] == \
+        [(500, 1.0), (1000, 2.0), (1500, 3.0), (2000, 4.0), (2500, 5.0), (3000, 6.0),
+         (3500, 7.0), (4000, 8.0)]
+    assert res['miou'] == 8.0 and res['iou']['road'] == 8.0
+    assert res['resumed'] == [dict(iter=1000, exact=True)]
+    assert 100.0 <= res['seconds'] < 130.0  # 100 s to iter_1000, the lost rest not counted
+    assert not (work / lc.PROGRESS).exists()
+    assert '# learning_check: resumed at iteration 1000' in (work / 'train.log').read_text()
+
+
+def test_a_resume_without_the_hooks_confirmation_is_recorded(lc, tmp_path, monkeypatch,
+                                                             capsys):
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=''))
+    work = tmp_path / 'w'
+    _fake_training(lc, monkeypatch, [
+        (_val(500, 1.0), [1000], -9, 5.0),
+        ('RNGStateHook: resuming at iteration 1000, this run CANNOT be bit-exact\n'
+         + _val(4000, 8.0), [4000], 0, 1.0)])
+    with pytest.raises(RuntimeError):
+        lc.train_one(str(config), 0, str(work), None, {}, [])
+    res = lc.train_one(str(config), 0, str(work), None, {}, [])
+    assert res['resumed'] == [dict(iter=1000, exact=False)]
+    assert 'without RNGStateHook\'s confirmation' in capsys.readouterr().err
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again(lc, tmp_path, monkeypatch):
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=''))
+    work = tmp_path / 'w'
+    calls = _fake_training(lc, monkeypatch, [
+        (_val(500, 1.0), [], -9, 0.0), (_val(500, 1.0) + _val(4000, 8.0), [4000], 0, 1.0)])
+    with pytest.raises(RuntimeError):
+        lc.train_one(str(config), 0, str(work), None, {}, [])
+    res = lc.train_one(str(config), 0, str(work), None, {}, [])
+    assert '--resume' not in calls[1] and 'resumed' not in res
+    assert [p['iter'] for p in res['curve']] == [500, 4000]
+    assert res['seconds'] < 30.0  # the killed start is not counted
+
+
+def test_a_run_killed_before_its_final_validation_is_validated(lc, tmp_path, monkeypatch):
+    """Killed between saving the last checkpoint and validating it: the resumed run trains
+    nothing and validates nothing, so the final checkpoint is validated with tools/test.py."""
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=''))
+    work = tmp_path / 'w'
+    _fake_training(lc, monkeypatch, [
+        (_val(3500, 7.0) + 'Iter(train) [4000/4000]  lr: 1\n', [4000], -9, 10.0),
+        ('RNGStateHook: resuming at iteration 4000 with the settings the checkpoint was '
+         'written with\n', [], 0, 0.0)])
+    asked = []
+
+    def fake_evaluate(config, work_dir, label, opts, env, iters, split='test'):
+        asked.append((label, split))
+        return dict(iou=_iou(8.5), miou=8.5)
+    monkeypatch.setattr(lc, 'evaluate', fake_evaluate)
+    with pytest.raises(RuntimeError):
+        lc.train_one(str(config), 0, str(work), None, {}, [])
+    res = lc.train_one(str(config), 0, str(work), None, {}, [])
+    assert asked == [('val_final', 'val')] and res['miou'] == 8.5
+    assert [(p['iter'], p['miou']) for p in res['curve']] == [(3500, 7.0), (4000, 8.5)]
+
+
+def test_an_unfinished_run_of_another_model_is_not_resumed(lc, tmp_path, monkeypatch):
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=''))
+    work = tmp_path / 'w'
+    _fake_training(lc, monkeypatch, [(_val(500, 1.0), [1000], -9, 5.0)])
+    with pytest.raises(RuntimeError):
+        lc.train_one(str(config), 0, str(work), None, {}, [])
+    config.write_text(_HEAD.format(extra=', num_convs=1'))  # the head changed meanwhile
+    with pytest.raises(ValueError, match='unfinished run of another model or options '
+                                         r'\(config_sha256 differ'):
+        lc.train_one(str(config), 0, str(work), None, {}, [])
+    with pytest.raises(ValueError, match=r'\(seed, '):
+        lc.train_one(str(config), 1, str(work), None, {}, [])
+
+
+def test_merge_curves_keeps_each_segment_up_to_the_next_ones_start(lc):
+    pts = lambda *its: [dict(iter=i, miou=float(k)) for k, i in enumerate(its)]  # noqa: E731
+    assert [p['iter'] for p in lc.merge_curves([pts(500, 1000, 1500), pts(1500, 2000)],
+                                               [1000])] == [500, 1000, 1500, 2000]
+    assert lc.merge_curves([pts(500), pts(), pts(1000)], [500, 500])[-1]['iter'] == 1000
+
+
+FCN = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'quickstart',
+               'fcn_r18tiny-d8_1xb8-1k_synthcity-128x256.py')
+_TINY = ['default_hooks.logger.interval=1', 'train_dataloader.batch_size=2',
+         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+         'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False']
+
+
+def test_a_really_killed_run_resumes_to_the_uninterrupted_result(lc, tmp_path, monkeypatch,
+                                                                 tool_env):
+    """tools/train.py itself, SIGKILLed once its checkpoint at 2 of 6 iterations is written:
+    the same learning_check call again resumes it, and the run's final weights and numbers are
+    those of the run trained without interruption."""
+    import signal
+    import time
+
+    import torch
+
+    from mmseg_ext.checkpoint import weights_only_load
+    full = lc.train_one(FCN, 0, str(tmp_path / 'full'), 6, tool_env, _TINY,
+                        checkpoint_interval=2)
+    work = tmp_path / 'killed'
+    real = lc._train_segment
+
+    def killed_at_2(cmd, env, log_path):
+        with open(log_path, 'w') as log:
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            last = work / 'last_checkpoint'
+            while proc.poll() is None:
+                if last.is_file() and last.read_text().strip().endswith('iter_2.pth'):
+                    proc.send_signal(signal.SIGKILL)
+                time.sleep(0.02)
+            return proc.wait()
+    monkeypatch.setattr(lc, '_train_segment', killed_at_2)
+    with pytest.raises(RuntimeError, match='failed'):
+        lc.train_one(FCN, 0, str(work), 6, tool_env, _TINY, checkpoint_interval=2)
+    assert not (work / 'iter_6.pth').exists()
+    monkeypatch.setattr(lc, '_train_segment', real)
+    res = lc.train_one(FCN, 0, str(work), 6, tool_env, _TINY, checkpoint_interval=2)
+    assert res['resumed'][0]['exact'] and res['resumed'][0]['iter'] >= 2
+    assert json.dumps([res['miou'], res['iou']]) == json.dumps([full['miou'], full['iou']])
+    a = weights_only_load(str(tmp_path / 'full' / 'iter_6.pth'), map_location='cpu')
+    b = weights_only_load(str(work / 'iter_6.pth'), map_location='cpu')
+    assert [k for k in a['state_dict'] if not torch.equal(a['state_dict'][k],
+                                                           b['state_dict'][k])] == []

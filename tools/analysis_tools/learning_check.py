@@ -20,6 +20,10 @@ reported with an old run's numbers.
 ``--tag``); ``--test-variants LABEL:KEY=VALUE[,KEY=VALUE]`` also tests each final checkpoint with
 ``tools/test.py`` under those options (a test-time switch, no retraining; added to finished runs
 too).
+A run killed before it finished (e.g. with its session) is resumed from its last checkpoint
+when the same command runs again (``progress.json`` in its work dir says what it trains; a
+resumed run is the uninterrupted one bit for bit, see RNGStateHook, and its record lists where
+it resumed); ``--checkpoint-interval N`` saves every N iterations to lose less.
 ``--finished-only`` trains nothing: it reports the runs of these configs already finished in
 ``--out-dir`` (tagged ones included, e.g. ``gffnet_...-align1_seed0``), for a report while a long
 series is still running; each run is matched by the config, seed and options it recorded, not by
@@ -130,6 +134,18 @@ def positive_iters(text):
     return value
 
 
+def positive_interval(text):
+    """argparse type of ``--checkpoint-interval``: a positive number of iterations."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f'takes a positive number of iterations, e.g. --checkpoint-interval 500, got {text!r}')
+    return value
+
+
 def final_checkpoint(work_dir, iters):
     """The run's last checkpoint (the one every number of the run is read from)."""
     ckpt = osp.join(work_dir, f'iter_{iters}.pth' if iters else 'latest.pth')
@@ -171,7 +187,7 @@ def test_variant(config, work_dir, label, opts, env, iters):
 
 
 def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=(), record_dir=None,
-            tag=''):
+            tag='', checkpoint_interval=None):
     """A finished run of ``config`` with ``seed``: reused from ``work_dir/result.json`` or from
     its committed record in ``record_dir`` when either is a run of the config as it trains now,
     else trained; then tested on the held-out test split and with each of ``variants``, and its
@@ -201,7 +217,7 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=(), reco
                 f'({why}, the run\'s value first): move it away to retrain it, or give '
                 'the change its own config (or --cfg-options with a --tag)')
     else:
-        res = train_one(config, seed, work_dir, iters, env, train_opts)
+        res = train_one(config, seed, work_dir, iters, env, train_opts, checkpoint_interval)
     before = json.dumps(res, sort_keys=True)
     log_file = osp.join(work_dir, 'train.log')
     if 'curve' not in res and osp.isfile(log_file):  # a run finished before curves were kept
@@ -237,12 +253,16 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=(), reco
     return res
 
 
-def train_options(seed, iters, train_opts):
-    """The ``--cfg-options`` :func:`train_one` gives ``tools/train.py``."""
+def train_options(seed, iters, train_opts, checkpoint_interval=None):
+    """The ``--cfg-options`` :func:`train_one` gives ``tools/train.py`` (``checkpoint_interval``:
+    save every so many iterations, the points a killed run resumes from; None: the config's, or
+    only the last with ``iters``)."""
     opts = [f'randomness.seed={seed}', 'randomness.deterministic=False']
     if iters:
         opts += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
                  f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={iters}']
+    if checkpoint_interval:
+        opts.append(f'default_hooks.checkpoint.interval={checkpoint_interval}')
     return opts + list(train_opts)
 
 
@@ -407,30 +427,133 @@ def count_params(cfg):
     return sum(p.numel() for p in build_segmentor(cfg, weights='offline').parameters())
 
 
-def train_one(config, seed, work_dir, iters, env, train_opts):
-    opts = train_options(seed, iters, train_opts)
+#: In a run's work dir while it trains (removed when it finishes): what it trains and the
+#: segments it trained in, so that a run killed with its session is resumed, not restarted.
+PROGRESS = 'progress.json'
+#: What tools/train.py's RNGStateHook logs when a resume continues the run bit for bit.
+_EXACT_RESUME = 'with the settings the checkpoint was written with'
+
+
+def _resume_point(work_dir, progress, identity):
+    """The checkpoint an unfinished run in ``work_dir`` is resumed from, and its iteration, or
+    None to train from the start (nothing saved yet). A run of anything but ``identity`` (the
+    config, model and options as they train now) is refused, as :func:`run_one` refuses a
+    finished one."""
+    if progress is None:
+        return None
+    differing = [k for k in identity if progress.get(k) != identity[k]]
+    if differing:
+        raise ValueError(
+            f'{work_dir} holds an unfinished run of another model or options '
+            f'({", ".join(differing)} differ from {identity["config"]} as it trains now): move '
+            'it away to train it anew')
+    last, ckpt = osp.join(work_dir, 'last_checkpoint'), ''
+    if osp.isfile(last):
+        with open(last) as f:
+            ckpt = f.read().strip()
+    m = re.search(r'iter_(\d+)\.pth$', ckpt)
+    if not m or not osp.isfile(ckpt):
+        return None
+    return ckpt, int(m.group(1))
+
+
+def _train_segment(cmd, env, log_path):
+    """Run ``cmd`` with its output going straight to ``log_path`` (unbuffered: what a killed
+    run printed stays on disk); its exit status."""
+    with open(log_path, 'w') as log:
+        return subprocess.run(cmd, env=dict(env, PYTHONUNBUFFERED='1'), stdout=log,
+                              stderr=subprocess.STDOUT).returncode
+
+
+def merge_curves(curves, resumed_at):
+    """One validation curve from the segments' (``resumed_at[k]``: the iteration segment ``k+1``
+    resumed from): a segment's validations count up to the iteration the next one resumed from
+    (later ones were repeated by it)."""
+    merged = []
+    for k, curve in enumerate(curves):
+        stop = resumed_at[k] if k < len(resumed_at) else float('inf')
+        merged += [p for p in curve if p['iter'] <= stop and
+                   (not merged or p['iter'] > merged[-1]['iter'])]
+    return merged
+
+
+def train_one(config, seed, work_dir, iters, env, train_opts, checkpoint_interval=None):
+    """Train ``config`` with ``seed`` in ``work_dir`` (``tools/train.py``) and read the run's
+    numbers from its log. A run killed before it finished (its session ended) is resumed from
+    its last checkpoint when started again: ``RNGStateHook`` makes the resumed run the
+    uninterrupted one bit for bit, the record lists where it resumed and whether the hook
+    confirmed that, and its ``seconds`` count each segment up to the checkpoint the next one
+    resumed from (work lost after it is not counted)."""
+    opts = train_options(seed, iters, train_opts, checkpoint_interval)
     cfg = config_as_trained(config, seed, iters, train_opts)
     record, compared = current_model_record(cfg), compared_parts(cfg)
     fingerprint = model_fingerprint(cfg)
+    identity = dict(config=osp.basename(config), seed=seed, iters=iters,
+                    train_opts=list(train_opts), config_sha256=config_sha256(record, compared),
+                    fingerprint=fingerprint)
+    progress_file = osp.join(work_dir, PROGRESS)
+    progress = None
+    if osp.isfile(progress_file):
+        with open(progress_file) as f:
+            progress = json.load(f)
+    point = _resume_point(work_dir, progress, identity)
+    if point is None:
+        progress = dict(identity, segments=[])
+    else:  # the killed segment counts up to the checkpoint resumed from, if it wrote it
+        last = progress['segments'][-1]
+        last['seconds'] = max(0.0, osp.getmtime(point[0]) - last['start'])
+    os.makedirs(work_dir, exist_ok=True)
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
            '--cfg-options', *opts]
-    start = time.time()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.time() - start
-    log = proc.stdout + proc.stderr
-    os.makedirs(work_dir, exist_ok=True)
+    if point is not None:
+        cmd[-len(opts) - 1:-len(opts) - 1] = ['--resume']
+        cmd.append(f'load_from={point[0]}')
+        print(f'learning_check: resuming {work_dir} at iteration {point[1]}', flush=True)
+    segment = dict(start=time.time(), resumed_from=point[1] if point else None,
+                   log=f'train-{len(progress["segments"]) + 1}.log')
+    progress['segments'].append(segment)
+    with open(progress_file, 'w') as f:
+        json.dump(progress, f, indent=1)
+    returncode = _train_segment(cmd, env, osp.join(work_dir, segment['log']))
+    segment['seconds'] = time.time() - segment['start']
+    segments = progress['segments']
+    logs = []
+    for s in segments:
+        with open(osp.join(work_dir, s['log'])) as f:
+            logs.append(f.read())
+    if returncode != 0:
+        raise RuntimeError(f'{" ".join(cmd)} failed:\n{logs[-1][-3000:]}')
+    resumed = [dict(iter=s['resumed_from'], exact=_EXACT_RESUME in log)
+               for s, log in zip(segments, logs) if s['resumed_from'] is not None]
+    log = ''.join(f'# learning_check: resumed at iteration {s["resumed_from"]}\n' * (k > 0) + text
+                  for k, (s, text) in enumerate(zip(segments, logs)))
     with open(osp.join(work_dir, 'train.log'), 'w') as f:
         f.write(log)
-    if proc.returncode != 0:
-        raise RuntimeError(f'{" ".join(cmd)} failed:\n{log[-3000:]}')
-    iou = parse_per_class(log)
-    res = dict(config=osp.basename(config), seed=seed, iou=iou,
-               miou=float(re.findall(r'mIoU: ([0-9.]+)', log)[-1]), seconds=seconds,
-               iters=iters, train_opts=list(train_opts), curve=parse_curve(log),
+    curve = merge_curves([parse_curve(t) for t in logs], [r['iter'] for r in resumed])
+    final_iter = cfg.train_cfg.max_iters
+    if segments[-1]['resumed_from'] != final_iter:  # the final validation is in its log
+        final = dict(iou=parse_per_class(logs[-1]),
+                     miou=float(re.findall(r'mIoU: ([0-9.]+)', logs[-1])[-1]))
+    elif curve and curve[-1]['iter'] == final_iter:  # killed after validating, before exiting
+        final = dict(iou=curve[-1]['iou'], miou=curve[-1]['miou'])
+    else:  # killed between the last checkpoint and its validation: validate it now
+        final = evaluate(config, work_dir, 'val_final', list(train_opts), env, iters,
+                         split='val')
+        curve.append(dict(iter=final_iter, **final))
+    res = dict(config=osp.basename(config), seed=seed, **final,
+               seconds=sum(s['seconds'] for s in segments), iters=iters,
+               train_opts=list(train_opts), curve=curve,
                model_record=record, compared=compared,
-               config_sha256=config_sha256(record, compared), params=count_params(cfg),
+               config_sha256=identity['config_sha256'], params=count_params(cfg),
                fingerprint=fingerprint, fingerprint_version=FINGERPRINT_VERSION,
                environment=environment(REPO))
+    if resumed:
+        res['resumed'] = resumed
+        if not all(r['exact'] for r in resumed):
+            print(f'learning_check: WARNING: {work_dir} was resumed without RNGStateHook\'s '
+                  'confirmation that it continues the run bit for bit (see its train.log); its '
+                  'record says so', file=sys.stderr)
+    os.remove(progress_file)
     return res
 
 
@@ -654,6 +777,10 @@ def main(argv=None):
     parser.add_argument('--record-dir', default=osp.join(REPO, RECORD_DIR),
                         help='where each finished run\'s record is written and read (committed: '
                         'the tables are built from it; default: docs/runs/ of this clone)')
+    parser.add_argument('--checkpoint-interval', type=positive_interval, default=None,
+                        metavar='N', help='save a checkpoint every N iterations: where a run '
+                        'killed before it finished is resumed from when started again (default: '
+                        "the config's interval); changes nothing the run learns")
     parser.add_argument('--finished-only', action='store_true',
                         help='train nothing: report the runs of these configs finished in '
                         '--out-dir or recorded in --record-dir')
@@ -682,7 +809,7 @@ def main(argv=None):
                 run = name + (f'-{args.tag}' if args.tag else '')
                 res = run_one(config, seed, osp.join(args.out_dir, f'{run}_seed{seed}'), args.iters,
                               env, args.cfg_options, args.test_variants, args.record_dir,
-                              args.tag)
+                              args.tag, args.checkpoint_interval)
                 name_tagged(res, name, args.tag)
                 print(f"{run} seed {seed}: mIoU {res['miou']:.2f} ({res['seconds'] / 60:.1f} min)",
                       flush=True)
