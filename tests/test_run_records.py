@@ -118,6 +118,16 @@ def test_tables_and_figures_come_from_the_records(rt, tmp_path):
     assert rt.main(['--repo', str(repo), '--check']) == 1
 
 
+def test_runs_block_says_which_runs_were_resumed(rt):
+    plain = [_record('fcn' + QUICK, 0, 30.0, 28.0)]
+    assert 'resumed' not in rt.table_runs(plain, 'quickstart')
+    resumed = plain + [_record('fcn' + QUICK, 1, 31.0, 29.0, resumed=[dict(iter=500, exact=True)]),
+                       _record('fcn' + QUICK, 2, 31.0, 29.0, resumed=[dict(iter=500, exact=False)])]
+    text = rt.table_runs(resumed, 'quickstart')
+    assert '3 runs' in text and '2 of them killed and resumed from a checkpoint' in text
+    assert '1 without its confirmation, see their records' in text
+
+
 def test_an_unknown_block_is_refused(rt, tmp_path):
     repo = _fake_repo(tmp_path, [])
     (repo / 'docs' / 'typo.md').write_text('<!-- results:benchmak -->\n'

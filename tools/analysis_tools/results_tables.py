@@ -159,10 +159,17 @@ def table_runs(records, set_name):
     dates = sorted(e['date'] for e in env)
     commits = sorted({(e['commit'] or 'unknown')[:10] + ('+dirty' if (e['commit'] or '').endswith(
         '+dirty') else '') for e in env})
+    resumed = [r for r in runs if r.get('resumed')]
+    inexact = [r for r in resumed if not all(p['exact'] for p in r['resumed'])]
+    resumes = (f" {len(resumed)} of them killed and resumed from a checkpoint (RNGStateHook: "
+               'the uninterrupted run bit for bit'
+               + (f'; {len(inexact)} without its confirmation, see their records' if inexact
+                  else '') + '); train time counts each killed segment up to the checkpoint '
+               'resumed from.' if resumed else '')
     return (f"{len(runs)} runs, records in docs/runs/ ({distinct(lambda r: r['config'])}); "
             f"trained {dates[0]} to {dates[-1]} on {'; '.join(machines)}; "
-            f"{'; '.join(versions)}; project commit {', '.join(commits)}. Train time is wall "
-            'time on a shared development machine, not a speed comparison.\n')
+            f"{'; '.join(versions)}; project commit {', '.join(commits)}.{resumes} Train time is "
+            'wall time on a shared development machine, not a speed comparison.\n')
 
 
 def table_summary(records):
