@@ -247,5 +247,8 @@ def test_sanet_against_fcn_is_said_plainly(rt):
             'SANet scores 32.5 ± 0.7 against FCN\'s 30.5 ± 0.7, +2.0 points on average, higher '
             'on every seed (+3.0, +1.0).') in text
     assert '- benchmark: no seed has both a SANet and an FCN record yet.' in text
+    one = rt.comparison(records + [_record('fcn' + BENCH, 0, 47.5, 51.0)])
+    assert ('- benchmark (1 seed: 0): on **test** SANet scores 50.0 against FCN\'s 51.0, -1.0 '
+            'points; on **val** SANet scores 50.0 against FCN\'s 47.5, +2.5 points.') in one
     mixed = rt.comparison(records[:3] + [_record('sanet' + QUICK, 1, 30.0, 31.0)])
     assert 'higher on some seeds, lower on others (-1.0, +1.0)' in mixed
