@@ -120,30 +120,27 @@ def parse_variant(text):
     return label, opts.split(',')
 
 
-def positive_iters(text):
-    """argparse type of ``--iters``: a positive number of iterations (0 would train the full
-    schedule, a negative number would fail in the middle of training)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f'takes a positive number of iterations, e.g. --iters 300, got {text!r}; leave '
-            "--iters out to train every config with its own schedule")
-    return value
+def _positive(option, example, hint=''):
+    """argparse type of ``option``: a positive number of iterations, else an error naming
+    ``example`` (and ``hint``)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise argparse.ArgumentTypeError(
+                f'takes a positive number of iterations, e.g. {option} {example}, got {text!r}'
+                + hint)
+        return value
+    return parse
 
 
-def positive_interval(text):
-    """argparse type of ``--checkpoint-interval``: a positive number of iterations."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f'takes a positive number of iterations, e.g. --checkpoint-interval 500, got {text!r}')
-    return value
+#: ``--iters`` (0 would train the full schedule, a negative number would fail in the middle of
+#: training).
+positive_iters = _positive('--iters', 300, '; leave --iters out to train every config with its '
+                           'own schedule')
+positive_interval = _positive('--checkpoint-interval', 500)
 
 
 def final_checkpoint(work_dir, iters):
@@ -503,11 +500,10 @@ def train_one(config, seed, work_dir, iters, env, train_opts, checkpoint_interva
         last = progress['segments'][-1]
         last['seconds'] = max(0.0, osp.getmtime(point[0]) - last['start'])
     os.makedirs(work_dir, exist_ok=True)
+    resume = [] if point is None else ['--resume']
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
-           '--cfg-options', *opts]
-    if point is not None:
-        cmd[-len(opts) - 1:-len(opts) - 1] = ['--resume']
-        cmd.append(f'load_from={point[0]}')
+           *resume, '--cfg-options', *opts, *([f'load_from={point[0]}'] if resume else [])]
+    if resume:
         print(f'learning_check: resuming {work_dir} at iteration {point[1]}', flush=True)
     segment = dict(start=time.time(), resumed_from=point[1] if point else None,
                    log=f'train-{len(progress["segments"]) + 1}.log')
