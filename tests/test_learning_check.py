@@ -518,3 +518,48 @@ def test_a_really_killed_run_resumes_to_the_uninterrupted_result(lc, tmp_path, m
     b = weights_only_load(str(work / 'iter_6.pth'), map_location='cpu')
     assert [k for k in a['state_dict'] if not torch.equal(a['state_dict'][k],
                                                            b['state_dict'][k])] == []
+
+
+def test_a_run_in_use_by_another_process_is_refused(lc, tmp_path):
+    """Two learning_check processes on one run would train it twice into the same checkpoints:
+    the second is refused with the first's pid, and a holder that is killed (its session ended)
+    leaves no stale lock behind."""
+    import signal
+    work = tmp_path / 'w'
+    script = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
+                      'analysis_tools', 'learning_check.py')
+    holder = subprocess.Popen(
+        [sys.executable, '-c', 'import importlib.util, sys, time\n'
+         f'spec = importlib.util.spec_from_file_location("lc", {script!r})\n'
+         'lc = importlib.util.module_from_spec(spec); spec.loader.exec_module(lc)\n'
+         f'with lc.run_lock({str(work)!r}):\n'
+         '    print("held", flush=True); time.sleep(60)\n'],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        with pytest.raises(RuntimeError, match=rf'in use by another learning_check '
+                                               rf'\(pid {holder.pid}, since '):
+            with lc.run_lock(str(work)):
+                pass
+        with pytest.raises(RuntimeError, match='in use by another'):  # before any training
+            lc.run_one(str(tmp_path / 'cfg.py'), 0, str(work), None, {})
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with lc.run_lock(str(work)):  # released by the kernel with the killed holder
+        with pytest.raises(RuntimeError, match=rf'pid {os.getpid()}'):  # and held again here
+            with lc.run_lock(str(work)):
+                pass
+
+
+def test_a_recorded_run_without_a_work_dir_takes_no_lock(lc, tmp_path, monkeypatch):
+    """Reading a committed record (a fresh clone, no work_dirs/) creates no work dir."""
+    config = tmp_path / 'cfg.py'
+    config.write_text(_HEAD.format(extra=''))
+    rec_dir = tmp_path / 'runs'
+    rec_dir.mkdir()
+    (rec_dir / lc.record_name(str(config), '', 0, None)).write_text('{}')
+    monkeypatch.setattr(lc, 'read_record', lambda path: {'iters': 5})
+    with pytest.raises(ValueError, match='--iters 5, not None'):
+        lc.run_one(str(config), 0, str(tmp_path / 'w'), None, {}, record_dir=str(rec_dir))
+    assert not (tmp_path / 'w').exists()

@@ -23,7 +23,8 @@ too).
 A run killed before it finished (e.g. with its session) is resumed from its last checkpoint
 when the same command runs again (``progress.json`` in its work dir says what it trains; a
 resumed run is the uninterrupted one bit for bit, see RNGStateHook, and its record lists where
-it resumed); ``--checkpoint-interval N`` saves every N iterations to lose less.
+it resumed); ``--checkpoint-interval N`` saves every N iterations to lose less. A run in use by
+another learning_check process is refused (a lock in its work dir).
 ``--finished-only`` trains nothing: it reports the runs of these configs already finished in
 ``--out-dir`` (tagged ones included, e.g. ``gffnet_...-align1_seed0``), for a report while a long
 series is still running; each run is matched by the config, seed and options it recorded, not by
@@ -39,6 +40,7 @@ the runs of the first seed given.
 Long: minutes per run on a CPU. It is a script, not a test.
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
@@ -47,6 +49,11 @@ import statistics
 import subprocess
 import sys
 import time
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs in one work dir are not guarded against each other
+    fcntl = None
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)  # run from a clone: the project's own mmseg_ext
@@ -188,10 +195,19 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=(), reco
     """A finished run of ``config`` with ``seed``: reused from ``work_dir/result.json`` or from
     its committed record in ``record_dir`` when either is a run of the config as it trains now,
     else trained; then tested on the held-out test split and with each of ``variants``, and its
-    record (re)written into ``record_dir`` (None: no record)."""
-    result_file = osp.join(work_dir, 'result.json')
+    record (re)written into ``record_dir`` (None: no record). One process at a time works in
+    ``work_dir`` (see :func:`run_lock`); a run only read from its record needs no work dir."""
     record_file = osp.join(record_dir, record_name(config, tag, seed, iters)) if record_dir \
         else None
+    from_record = record_file and osp.isfile(record_file) and not osp.isdir(work_dir)
+    with contextlib.nullcontext() if from_record else run_lock(work_dir):
+        return _run_one(config, seed, work_dir, iters, env, train_opts, variants, record_file,
+                        tag, checkpoint_interval)
+
+
+def _run_one(config, seed, work_dir, iters, env, train_opts, variants, record_file, tag,
+             checkpoint_interval):
+    result_file = osp.join(work_dir, 'result.json')
     source = result_file if osp.isfile(result_file) else record_file \
         if record_file and osp.isfile(record_file) else None
     if source:
@@ -220,20 +236,20 @@ def run_one(config, seed, work_dir, iters, env, train_opts=(), variants=(), reco
     if 'curve' not in res and osp.isfile(log_file):  # a run finished before curves were kept
         with open(log_file) as f:
             res['curve'] = parse_curve(f.read())
-    if record_dir and res.get('fingerprint_version') != FINGERPRINT_VERSION and \
+    if record_file and res.get('fingerprint_version') != FINGERPRINT_VERSION and \
             'model_record' in res:  # reused by its model record above: fingerprint it now
         res['fingerprint'] = model_fingerprint(config_as_trained(config, seed, iters,
                                                                  train_opts))
         res['fingerprint_version'] = FINGERPRINT_VERSION
-    if 'flops' not in res and record_dir:  # of the inference model at the config's crop
+    if 'flops' not in res and record_file:  # of the inference model at the config's crop
         res['flops'] = model_flops(config_as_trained(config, seed, iters, train_opts))
-    if 'test' not in res and record_dir:  # the final checkpoint on the held-out test split
+    if 'test' not in res and record_file:  # the final checkpoint on the held-out test split
         res['test'] = evaluate(config, work_dir, 'test_split', list(train_opts), env, iters)
     # the test builds the trained model (train_opts) and then switches what the variant says
     variants = [(label, list(train_opts) + opts) for label, opts in variants]
     todo = [(label, opts) for label, opts in variants
             if res.get('tests', {}).get(label, {}).get('opts') != opts
-            or (record_dir and 'test' not in res['tests'][label])]
+            or (record_file and 'test' not in res['tests'][label])]
     for label, opts in todo:
         res.setdefault('tests', {})[label] = test_variant(config, work_dir, label, opts, env,
                                                           iters)
@@ -427,8 +443,38 @@ def count_params(cfg):
 #: In a run's work dir while it trains (removed when it finishes): what it trains and the
 #: segments it trained in, so that a run killed with its session is resumed, not restarted.
 PROGRESS = 'progress.json'
+#: In a run's work dir: locked (``flock``) by the process working on the run, see run_lock.
+LOCK = '.learning_check.lock'
 #: What tools/train.py's RNGStateHook logs when a resume continues the run bit for bit.
 _EXACT_RESUME = 'with the settings the checkpoint was written with'
+
+
+@contextlib.contextmanager
+def run_lock(work_dir):
+    """Held while this process trains, tests or records the run in ``work_dir`` (created if
+    missing): a second learning_check on the same run (two queues, or the same command in two
+    shells) would train it twice into the same checkpoints and logs, so it is refused with the
+    holder's pid. An advisory ``flock`` on a file in the work dir: the kernel releases it when
+    the holder exits or is killed, so a dead session leaves no stale lock behind."""
+    os.makedirs(work_dir, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(osp.join(work_dir, LOCK), 'a+') as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or 'a process'
+            raise RuntimeError(
+                f'{work_dir} is in use by another learning_check ({holder}): wait for it to '
+                'finish (or stop it), then run this command again; it resumes or reuses the '
+                'run') from None
+        f.seek(0)
+        f.truncate()
+        f.write(f'pid {os.getpid()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+        f.flush()
+        yield  # closing the file releases the lock
 
 
 def _resume_point(work_dir, progress, identity):
