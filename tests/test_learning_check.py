@@ -271,7 +271,7 @@ def test_train_one_records_the_model_it_trains(lc, tmp_path, monkeypatch):
         return argparse.Namespace(returncode=0)
     monkeypatch.setattr(lc.subprocess, 'run', fake_run)
     monkeypatch.setattr(lc, 'count_params', lambda cfg: 123)  # _HEAD builds no backbone
-    monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: 'f' * 64)
+    monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: ('f' * 64, {}))
     res = lc.train_one(str(config), 3, str(tmp_path / 'w'), 1000, {},
                        ['model.decode_head.num_convs=1'])
     assert calls[0][-len(lc.train_options(3, 1000, [])) - 1:] == \
@@ -365,7 +365,7 @@ def _fake_training(lc, monkeypatch, segments):
         return code
     monkeypatch.setattr(lc, '_train_segment', fake_segment)
     monkeypatch.setattr(lc, 'count_params', lambda cfg: 123)  # _HEAD builds no backbone
-    monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: 'f' * 64)
+    monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: ('f' * 64, {}))
     return calls
 
 

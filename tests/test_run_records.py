@@ -3,6 +3,8 @@ import json
 import os
 import os.path as osp
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -161,7 +163,7 @@ def test_a_record_is_reused_without_its_work_dir(lc, tmp_path, monkeypatch):
                       "train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, "
                       "val_interval=500)\n"
                       "param_scheduler = [dict(type='PolyLR', end=4000)]\n")
-    monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: 'f' * 64)  # no backbone to build
+    monkeypatch.setattr(lc, 'model_fingerprint', lambda cfg: ('f' * 64, {}))  # no backbone to build
     cfg = lc.config_as_trained(str(config), 0, None, [])
     model, compared = lc.current_model_record(cfg), lc.compared_parts(cfg)
     rec = dict(_record('cfg.py', 0, 40.0, 39.0), model_record=model, compared=compared,
@@ -188,39 +190,82 @@ def test_reuse_follows_what_the_model_computes_not_its_spelling(lc, tmp_path):
     config = osp.join(REPO, 'configs', 'quickstart', 'fcn' + QUICK)
     cfg = lc.config_as_trained(config, 0, None, [])
     model, compared = lc.current_model_record(cfg), lc.compared_parts(cfg)
-    fingerprint = lc.model_fingerprint(cfg)
-    assert fingerprint == lc.model_fingerprint(cfg)  # deterministic
+    fingerprint, values = lc.model_fingerprint(cfg)
+    assert (fingerprint, values) == lc.model_fingerprint(cfg)  # deterministic
     respelled = json.loads(json.dumps(model))
     respelled['decode_head']['old_name_of_an_argument'] = respelled['decode_head'].pop('num_convs')
     rec = dict(_record('fcn' + QUICK, 0, 30.0, 29.0), model_record=respelled, compared=compared,
-               fingerprint=fingerprint, fingerprint_version=lc.FINGERPRINT_VERSION,
+               fingerprint=fingerprint, fingerprint_values=lc.compact(values),
+               fingerprint_version=lc.FINGERPRINT_VERSION,
                config_sha256=config_sha256(respelled, compared))
     records = tmp_path / 'runs'
-    write_record(str(records / record_name(config, '', 0, None)), rec)
+    path = str(records / record_name(config, '', 0, None))
+    write_record(path, rec)
     got = lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
     assert got['miou'] == 30.0
-    other = dict(rec, model_record=model, fingerprint='0' * 64)
-    write_record(str(records / record_name(config, '', 0, None)), other)
-    with pytest.raises(ValueError, match=r'the same arguments, but the initial weights'):
+    # a changed argument (the dropout of the head) changes the first step, not the weights
+    changed = lc.config_as_trained(config, 0, None, ['model.decode_head.dropout_ratio=0.5'])
+    changed_fp, changed_values = lc.model_fingerprint(changed)
+    assert changed_fp != fingerprint and changed_values['weights'] == values['weights']
+    write_record(path, dict(rec, model_record=model, fingerprint='0' * 64,
+                            fingerprint_values=lc.compact(changed_values)))
+    with pytest.raises(ValueError, match=r"the same arguments, but the first step's "
+                                         r'decode\.loss_ce is'):
         lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
+    # another machine: its hash differs, its numbers in the last bits only (as measured between
+    # instruction sets, FINGERPRINT_RTOL): reused; ten times the tolerance: refused
+    for scale, reused in ((1e-6, True), (1e-2, False)):
+        shaken = json.loads(json.dumps(values))
+        shaken['grads'] = [None if g is None else [g[0] + scale * g[1], g[1]]
+                           for g in shaken['grads']]
+        write_record(path, dict(rec, model_record=model, fingerprint='0' * 64,
+                                fingerprint_values=lc.compact(shaken)))
+        if reused:
+            lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
+        else:
+            with pytest.raises(ValueError, match=r"but the first step's gradients differ from "
+                                                 r"the run's \(tensor 0 of"):
+                lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
     # the fingerprint does not depend on the process's thread count
     import torch
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert lc.model_fingerprint(cfg) == fingerprint
+        assert lc.model_fingerprint(cfg)[0] == fingerprint
     finally:
         torch.set_num_threads(threads)
-    # a record of the first fingerprint version is compared by its model record, then
-    # fingerprinted anew
-    old = dict(rec, model_record=model, fingerprint='1' * 64, fingerprint_version=None)
-    write_record(str(records / record_name(config, '', 0, None)), old)
+    # a record of an earlier fingerprint version (version 2 kept no numbers) is compared by its
+    # model record, then fingerprinted anew
+    old = dict(rec, model_record=model, fingerprint='1' * 64, fingerprint_version=2)
+    del old['fingerprint_values']
+    write_record(path, old)
     got = lc.run_one(config, 0, str(tmp_path / 'gone'), None, {}, [], (), str(records))
     assert (got['fingerprint'], got['fingerprint_version']) == (fingerprint,
                                                                lc.FINGERPRINT_VERSION)
-    # and a changed argument (the dropout of the head) changes the fingerprint
-    changed = lc.config_as_trained(config, 0, None, ['model.decode_head.dropout_ratio=0.5'])
-    assert lc.model_fingerprint(changed) != fingerprint
+    assert json.loads(read_record(path)['fingerprint_values']) == values
+
+
+def test_fingerprint_numbers_hold_across_instruction_sets(lc):
+    """The five models fingerprinted with ATen's default kernels and oneDNN held to SSE4.1 (as
+    on a CPU without AVX2 / AVX-512): their hashes may differ, their numbers are within
+    FINGERPRINT_RTOL of this process's, so a record made here is reused there."""
+    configs = [osp.join(REPO, 'configs', 'quickstart', m + QUICK)
+               for m in ('fcn', 'pspnet', 'sanet', 'ssanet', 'gffnet')]
+    here = [lc.model_fingerprint(lc.config_as_trained(c, 0, None, [])) for c in configs]
+    code = ('import importlib.util, json, sys\n'
+            f'spec = importlib.util.spec_from_file_location("learning_check", {lc.__file__!r})\n'
+            'lc = importlib.util.module_from_spec(spec); sys.modules["learning_check"] = lc\n'
+            'spec.loader.exec_module(lc)\n'
+            f'print(json.dumps([lc.model_fingerprint(lc.config_as_trained(c, 0, None, []))'
+            f' for c in {configs!r}]))\n')
+    env = dict(os.environ, ATEN_CPU_CAPABILITY='default', ONEDNN_MAX_CPU_ISA='SSE41')
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    there = json.loads(out.strip().splitlines()[-1])
+    for config, (fingerprint, values), (other_fp, other_values) in zip(configs, here, there):
+        assert lc.fingerprint_difference(lc.compact(other_values), values) is None, config
+        assert lc.fingerprint_difference(values, other_values) is None, config
+        print(osp.basename(config), 'hash', 'equal' if other_fp == fingerprint else 'differs')
 
 
 def test_building_leaves_the_callers_config_alone():

@@ -238,8 +238,9 @@ def _run_one(config, seed, work_dir, iters, env, train_opts, variants, record_fi
             res['curve'] = parse_curve(f.read())
     if record_file and res.get('fingerprint_version') != FINGERPRINT_VERSION and \
             'model_record' in res:  # reused by its model record above: fingerprint it now
-        res['fingerprint'] = model_fingerprint(config_as_trained(config, seed, iters,
-                                                                 train_opts))
+        res['fingerprint'], values = model_fingerprint(
+            config_as_trained(config, seed, iters, train_opts))
+        res['fingerprint_values'] = compact(values)
         res['fingerprint_version'] = FINGERPRINT_VERSION
     if 'flops' not in res and record_file:  # of the inference model at the config's crop
         res['flops'] = model_flops(config_as_trained(config, seed, iters, train_opts))
@@ -351,12 +352,18 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
         # what the model computes decides, not how its arguments are spelled: a refactor that
         # renames an argument (its record differs) but keeps every initial weight and the first
         # step's losses and gradients keeps the run; the reverse is refused
-        if res['fingerprint'] == model_fingerprint(cfg):
+        # (on another machine, whose instruction set rounds the last bits differently, the
+        # hashes differ and the numbers hashed are compared with a tolerance instead)
+        fingerprint, values = model_fingerprint(cfg)
+        if res['fingerprint'] == fingerprint:
+            return None
+        far = fingerprint_difference(res.get('fingerprint_values'), values)
+        if far is None:
             return None
         why = first_difference(res['model_record'], current_model_record(cfg), 'model')
         return (why + ' (a default of the code changed since it trained)' if why else
-                'model: the same arguments, but the initial weights or the first step\'s losses '
-                'or gradients differ from the run\'s (the code changed what the model computes)')
+                f'model: the same arguments, but {far} (the code changed what the model '
+                'computes)')
     if 'model_record' in res:
         why = first_difference(res['model_record'], current_model_record(cfg), 'model')
         if why:
@@ -365,18 +372,70 @@ def reuse_difference(config, seed, work_dir, iters, train_opts, res):
 
 
 #: Version of :func:`model_fingerprint`'s definition; records of another version are compared
-#: by their model record (version 1, before 2026-12-07 13:10 UTC, hashed with the process's
-#: thread count, so its gradient sums depended on OMP_NUM_THREADS).
-FINGERPRINT_VERSION = 2
+#: by their model record, then fingerprinted anew. Version 1 (before 2026-12-07 13:10 UTC)
+#: hashed with the process's thread count, so its gradient sums depended on OMP_NUM_THREADS;
+#: version 2 kept the hash only, which another instruction set changes (below).
+FINGERPRINT_VERSION = 3
+#: How far :func:`model_fingerprint`'s numbers may differ and still be the same model, relative
+#: to each tensor's sum of magnitudes (each loss's magnitude). Other instruction sets round the
+#: last bits differently from the first initial weight on. Measured on this project's 2-core
+#: AMD EPYC (AVX-512) against ATen's default kernels with oneDNN held to SSE4.1, for the five
+#: benchmark models (2026-12-07): every hash changed; initial weights moved by at most 1.0e-7,
+#: losses by 8.1e-8, gradient sums by 1.2e-4 (SSANet: a backbone BN weight with a small
+#: gradient; rounding grows through the backward pass). tests/test_run_records.py repeats this.
+#: A changed argument or operation moves the losses or gradients by far more.
+FINGERPRINT_RTOL = dict(weights=1e-5, losses=1e-5, grads=1e-3)
+
+
+def compact(values):
+    """:func:`model_fingerprint`'s numbers as a record keeps them: one line of JSON (the
+    record's indented layout would give each number a line of its own)."""
+    return json.dumps(values, separators=(',', ':'))
+
+
+def _close(a, b, scale, part):
+    return abs(a - b) <= FINGERPRINT_RTOL[part] * scale
+
+
+def fingerprint_difference(recorded, current):
+    """None when the fingerprint numbers ``recorded`` (a run's ``fingerprint_values``, see
+    :func:`compact`) and ``current`` (:func:`model_fingerprint`'s) are the same model's within
+    :data:`FINGERPRINT_RTOL`, else what differs first."""
+    if isinstance(recorded, str):
+        recorded = json.loads(recorded)
+    if not recorded:
+        return ('the initial weights or the first step\'s losses or gradients differ from the '
+                'run\'s (its record keeps no numbers to compare with a tolerance)')
+    if recorded['structure'] != current['structure']:
+        return 'the state dict\'s names, shapes or dtypes differ from the run\'s'
+    for name in sorted(set(recorded['losses']) | set(current['losses'])):
+        a, b = recorded['losses'].get(name), current['losses'].get(name)
+        if a is None or b is None or not _close(a, b, max(abs(a), abs(b)), 'losses'):
+            return f'the first step\'s {name} is {b}, the run\'s {a}'
+    for part, what in (('weights', 'initial weights'), ('grads', 'first step\'s gradients')):
+        for k, (a, b) in enumerate(zip(recorded[part], current[part])):
+            if (a is None) != (b is None) or a is not None and not (
+                    _close(a[0], b[0], max(a[1], b[1]), part)
+                    and _close(a[1], b[1], max(a[1], b[1]), part)):
+                return (f'the {what} differ from the run\'s (tensor {k} of '
+                        f'{len(current[part])} in name order: sum, sum of magnitudes {b}, the '
+                        f'run\'s {a})')
+    return None
 
 
 def model_fingerprint(cfg, size=(64, 128)):
-    """sha256 of what training the model of ``cfg`` starts from and first computes, on this
-    machine and stack: every initial weight (the state dict's names, shapes and bytes after
-    ``init_weights()`` under seed 0), and the losses and per-parameter gradient sums of one
-    training step on a fixed random batch of 2 images of ``size`` (to 6 significant digits:
-    a refactor may reorder floating-point sums), computed on one thread (the sums depend on
-    the thread count). Compared by the reuse rule."""
+    """What training the model of ``cfg`` starts from and first computes: every initial weight
+    (the state dict's names, shapes and values after ``init_weights()`` under seed 0), and the
+    losses and per-parameter gradients of one training step on a fixed random batch of 2 images
+    of ``size``, computed on one thread (the sums depend on the thread count). Returns
+
+    - the sha256 of the weights' bytes, the losses and gradient sums (to 6 significant digits:
+      a refactor may reorder floating-point sums): equal on this machine and stack;
+    - the numbers themselves, for another machine (:func:`fingerprint_difference`): a hash of
+      the state dict's structure, the losses, and each weight's and gradient's sum and sum of
+      magnitudes (9 significant digits; None for a parameter without a gradient).
+
+    Compared by the reuse rule."""
     import hashlib
     import logging
 
@@ -395,10 +454,17 @@ def model_fingerprint(cfg, size=(64, 128)):
     try:
         torch.manual_seed(0)
         model = build_segmentor(cfg)  # the config's initialisation, as the runner's
-        digest = hashlib.sha256()
+        digest, structure = hashlib.sha256(), hashlib.sha256()
+
+        def sums(t):
+            t = t.detach().double()
+            return [float(f'{float(t.sum()):.9g}'), float(f'{float(t.abs().sum()):.9g}')]
+        weights = []
         for name, value in sorted(model.state_dict().items()):
             digest.update(f'{name}{tuple(value.shape)}{value.dtype}'.encode())
+            structure.update(f'{name}{tuple(value.shape)}{value.dtype};'.encode())
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            weights.append(sums(value))
         gen = torch.Generator().manual_seed(0)
         inputs = torch.randn(2, 3, *size, generator=gen)
         num_classes = model.decode_head.num_classes
@@ -418,7 +484,14 @@ def model_fingerprint(cfg, size=(64, 128)):
         numbers += [f'{n}={float(p.grad.double().sum()):.6g}' if p.grad is not None else
                     f'{n}=None' for n, p in sorted(model.named_parameters())]
         digest.update(';'.join(numbers).encode())
-        return digest.hexdigest()
+        values = dict(
+            structure=structure.hexdigest()[:16],
+            losses={k: float(f'{float(v.detach()):.9g}') for k, v in sorted(losses.items())
+                    if 'loss' in k},  # not acc_seg: a pixel's argmax may flip elsewhere
+            weights=weights,
+            grads=[sums(p.grad) if p.grad is not None else None
+                   for _, p in sorted(model.named_parameters())])
+        return digest.hexdigest(), values
     finally:
         torch.random.set_rng_state(rng_state)
         torch.set_num_threads(threads)
@@ -530,7 +603,7 @@ def train_one(config, seed, work_dir, iters, env, train_opts, checkpoint_interva
     opts = train_options(seed, iters, train_opts, checkpoint_interval)
     cfg = config_as_trained(config, seed, iters, train_opts)
     record, compared = current_model_record(cfg), compared_parts(cfg)
-    fingerprint = model_fingerprint(cfg)
+    fingerprint, fingerprint_values = model_fingerprint(cfg)
     identity = dict(config=osp.basename(config), seed=seed, iters=iters,
                     train_opts=list(train_opts), config_sha256=config_sha256(record, compared),
                     fingerprint=fingerprint)
@@ -587,8 +660,8 @@ def train_one(config, seed, work_dir, iters, env, train_opts, checkpoint_interva
                train_opts=list(train_opts), curve=curve,
                model_record=record, compared=compared,
                config_sha256=identity['config_sha256'], params=count_params(cfg),
-               fingerprint=fingerprint, fingerprint_version=FINGERPRINT_VERSION,
-               environment=environment(REPO))
+               fingerprint=fingerprint, fingerprint_values=compact(fingerprint_values),
+               fingerprint_version=FINGERPRINT_VERSION, environment=environment(REPO))
     if resumed:
         res['resumed'] = resumed
         if not all(r['exact'] for r in resumed):
