@@ -526,11 +526,9 @@ def test_a_run_in_use_by_another_process_is_refused(lc, tmp_path):
     leaves no stale lock behind."""
     import signal
     work = tmp_path / 'w'
-    script = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools',
-                      'analysis_tools', 'learning_check.py')
     holder = subprocess.Popen(
         [sys.executable, '-c', 'import importlib.util, sys, time\n'
-         f'spec = importlib.util.spec_from_file_location("lc", {script!r})\n'
+         f'spec = importlib.util.spec_from_file_location("lc", {lc.__file__!r})\n'
          'lc = importlib.util.module_from_spec(spec); spec.loader.exec_module(lc)\n'
          f'with lc.run_lock({str(work)!r}):\n'
          '    print("held", flush=True); time.sleep(60)\n'],

@@ -57,9 +57,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   # A stack's venv takes about 6 GB (CUDA builds of torch: 6.3 GB current, 5.6 GB classic,
   # measured 2026-12-07) and pip unpacks beside it; a full disk fails pip half-way with only
   # "No space left on device" (a CI run of 2026-12-07): say so before starting.
-  free_gb=$(df -Pk "$(dirname "$VENV")" | awk 'NR == 2 {print int($4 / 1048576)}')
+  where=$(dirname "$VENV")
+  while [ ! -d "$where" ]; do where=$(dirname "$where"); done  # venv makes missing parents
+  free_gb=$(df -Pk "$where" | awk 'NR == 2 {print int($4 / 1048576)}')
   if [ "$free_gb" -lt 8 ]; then
-    log "WARNING: $free_gb GB free on the disk of $(dirname "$VENV"); a new venv of this stack takes about 6 GB and pip needs room to unpack: if the install fails with 'No space left on device', free space (old clones, work_dirs/, ~/.cache/pip) and run it again"
+    log "WARNING: $free_gb GB free on the disk of $where; a new venv of this stack takes about 6 GB and pip needs room to unpack: if the install fails with 'No space left on device', free space (old clones, work_dirs/, ~/.cache/pip) and run it again"
   fi
   log "creating virtualenv $VENV ($free_gb GB free on its disk)"
   "$PY" -m venv "$VENV"
