@@ -55,8 +55,8 @@ def _fake_repo(tmp_path, records):
     repo = tmp_path / 'repo'
     (repo / 'docs' / 'runs').mkdir(parents=True)
     (repo / 'configs' / 'x').mkdir(parents=True)
-    names = ['summary'] + [f'{s}{k}' for s in ('quickstart', 'benchmark')
-                           for k in ('', '-classes', '-curves', '-runs')]
+    names = ['summary', 'model-gffnet'] + [f'{s}{k}' for s in ('quickstart', 'benchmark')
+                                           for k in ('', '-classes', '-curves', '-runs')]
     (repo / 'README.md').write_text('intro\n<!-- results:summary -->\nstale\n'
                                     '<!-- /results:summary -->\nend\n')
     (repo / 'docs' / 'all.md').write_text(''.join(
@@ -109,6 +109,9 @@ def test_tables_and_figures_come_from_the_records(rt, tmp_path):
     assert '| FCN | 30.5 ± 0.7 | 28.5 ± 0.7 | 30.5 ± 0.7 | 28.5 ± 0.7 |' in docs
     assert '| SANet | - | - | - | - | - | - | - | - | none yet |' in docs
     assert '| pole (thin) | 30.5 ± 0.7 | 28.5 ± 0.7 |' in docs
+    assert ('| GFFNet | - | - | 60.0 | 58.5 | 60.0 / 58.5 | 60.0 / 58.5 | - / 0 |\n'
+            '| FCN | 30.5 ± 0.7 | 28.5 ± 0.7 | - | - | - | - | 0, 1 / - |\n'
+            '| PSPNet | - | - | - | - | - | - | - / - |') in docs
     assert '| 500 | 20.0 |' in docs and '| 1000 | 40.0 |' in docs
     assert 'No seed-0 run of the quickstart set with more than one validation' in docs
     assert '2 runs, records in docs/runs/ (fcn' in docs and '2-CPU AMD EPYC, no GPU' in docs
@@ -291,9 +294,34 @@ def test_sanet_against_fcn_is_said_plainly(rt):
             '29.0 ± 1.4, -0.8 points on average, lower on every seed (-1.0, -0.5); on **val** '
             'SANet scores 32.5 ± 0.7 against FCN\'s 30.5 ± 0.7, +2.0 points on average, higher '
             'on every seed (+3.0, +1.0).') in text
-    assert '- benchmark: no seed has both a SANet and an FCN record yet.' in text
+    assert '- benchmark: no seed has a record of both SANet and FCN yet.' in text
     one = rt.comparison(records + [_record('fcn' + BENCH, 0, 47.5, 51.0)])
     assert ('- benchmark (1 seed: 0): on **test** SANet scores 50.0 against FCN\'s 51.0, -1.0 '
             'points; on **val** SANet scores 50.0 against FCN\'s 47.5, +2.5 points.') in one
     mixed = rt.comparison(records[:3] + [_record('sanet' + QUICK, 1, 30.0, 31.0)])
     assert 'higher on some seeds, lower on others (-1.0, +1.0)' in mixed
+
+
+def test_each_head_against_both_baselines(rt):
+    """configs/HEAD/README.md's block: the head, FCN and PSPNet on both sets, then the head against
+    each baseline seed by seed; a group mean is over the classes of that group only."""
+    thin = {c: 10.0 for c in rt.THIN}
+    records = [_record('fcn' + QUICK, 0, 30.0, 28.0), _record('fcn' + QUICK, 1, 31.0, 30.0),
+               _record('pspnet' + QUICK, 1, 29.0, 31.0),
+               _record('ssanet' + QUICK, 0, 33.0, 29.0), _record('ssanet' + QUICK, 1, 32.0, 29.0),
+               _record('ssanet' + BENCH, 0, 50.0, 52.0)]
+    records[-1]['iou'].update(thin)
+    text = rt.model_results(records, 'ssanet')
+    assert ('| SSANet | 32.5 ± 0.7 | 29.0 ± 0.0 | 50.0 | 52.0 | 10.0 / 52.0 | 50.0 / 52.0 '
+            '| 0, 1 / 0 |\n| FCN | 30.5 ± 0.7 | 29.0 ± 1.4 | - | - | - | - | 0, 1 / - |\n'
+            '| PSPNet | 29.0 | 31.0 | - | - | - | - | 1 / - |') in text
+    assert ("SSANet against FCN, on the seeds both have:\n\n- quickstart (2 seeds: 0, 1): on "
+            "**test** SSANet scores 29.0 ± 0.0 against FCN's 29.0 ± 1.4, +0.0 points on average, "
+            "higher on some seeds, lower on others (+1.0, -1.0)") in text
+    assert ("- quickstart (1 seed: 1): on **test** SSANet scores 29.0 against PSPNet's 31.0, "
+            "-2.0 points; on **val** SSANet scores 32.0 against PSPNet's 29.0, +3.0 "
+            "points.") in text
+    assert '- benchmark (1 seed: 0): on **test** SSANet scores 52.0 against FCN' not in text
+    assert '- benchmark: no seed has a record of both SSANet and PSPNet yet.' in text
+    assert set(rt.blocks(records)) >= {'model-sanet', 'model-ssanet', 'model-gffnet'}
+    assert 'model-fcn' not in rt.blocks(records)

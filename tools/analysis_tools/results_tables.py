@@ -17,7 +17,9 @@ left alone. Blocks, for SET in ``quickstart`` (configs/quickstart/, 1k iteration
 * ``SET-classes``: per-class IoU, val and test;
 * ``SET-curves``: val mIoU at each validation during training (seed 0);
 * ``SET-runs``: where and with what the records were made (machine, versions, commits, dates);
-* ``sanet-vs-fcn``: SANet's defaults against FCN per set, val and test, seed by seed.
+* ``sanet-vs-fcn``: SANet's defaults against FCN per set, val and test, seed by seed;
+* ``model-HEAD`` (``HEAD`` in sanet, ssanet, gffnet; configs/HEAD/README.md): that head against
+  FCN and PSPNet, both sets, val and test, thin and context classes, seed by seed.
 
 Figures (``docs/figures/SET_results.svg``): val and test mIoU per model, mean ± std over seeds,
 drawn as plain SVG text (no plotting library, so the bytes do not depend on its version).
@@ -200,25 +202,27 @@ def table_summary(records):
         '[docs/learning_check.md](docs/learning_check.md#results-from-the-run-records).\n')
 
 
-def comparison(records):
-    """SANet (its default readings, chosen on SynthCity-bench val) against FCN, on the seeds
-    both have, per set: val and test, seed by seed, said plainly whichever way it falls."""
+def _versus(records, key, base):
+    """One line per set: model ``key`` against ``base`` on the seeds both have, val and test,
+    seed by seed, said plainly whichever way it falls."""
+    name, base_name = dict(MODELS)[key], dict(MODELS)[base]
     lines = []
     for set_name in SETS:
         runs = select(records, set_name)
-        sanet = {r['seed']: r for r in runs['sanet']}
-        fcn = {r['seed']: r for r in runs['fcn']}
-        seeds = sorted(set(sanet) & set(fcn))
+        model = {r['seed']: r for r in runs[key]}
+        other = {r['seed']: r for r in runs[base]}
+        seeds = sorted(set(model) & set(other))
         if not seeds:
-            lines.append(f'- {set_name}: no seed has both a SANet and an FCN record yet.')
+            lines.append(f'- {set_name}: no seed has a record of both {name} and {base_name} yet.')
             continue
         parts = []
         for split, get in (('test', lambda r: r['test']['miou']), ('val', lambda r: r['miou'])):
-            diffs = [get(sanet[s]) - get(fcn[s]) for s in seeds]
+            diffs = [get(model[s]) - get(other[s]) for s in seeds]
             m = sum(diffs) / len(diffs)
             if len(seeds) == 1:  # one pair: a difference, no verdict over seeds yet
-                parts.append(f"on **{split}** SANet scores {_cell([get(sanet[seeds[0]])])} "
-                             f"against FCN's {_cell([get(fcn[seeds[0]])])}, {m:+.1f} points")
+                parts.append(f"on **{split}** {name} scores {_cell([get(model[seeds[0]])])} "
+                             f"against {base_name}'s {_cell([get(other[seeds[0]])])}, "
+                             f"{m:+.1f} points")
                 continue
             if all(d > 0 for d in diffs):
                 verdict = 'higher on every seed'
@@ -227,14 +231,52 @@ def comparison(records):
             else:
                 verdict = 'higher on some seeds, lower on others'
             parts.append(
-                f"on **{split}** SANet scores {_cell([get(sanet[s]) for s in seeds])} against "
-                f"FCN's {_cell([get(fcn[s]) for s in seeds])}, {m:+.1f} points on average, "
-                f"{verdict} ({', '.join(f'{d:+.1f}' for d in diffs)})")
+                f"on **{split}** {name} scores {_cell([get(model[s]) for s in seeds])} against "
+                f"{base_name}'s {_cell([get(other[s]) for s in seeds])}, {m:+.1f} points on "
+                f"average, {verdict} ({', '.join(f'{d:+.1f}' for d in diffs)})")
         n = len(seeds)
         lines.append(f"- {set_name} ({n} seed{'s' if n != 1 else ''}: "
                      f"{', '.join(map(str, seeds))}): " + '; '.join(parts) + '.')
+    return lines
+
+
+def comparison(records):
+    """SANet (its default readings, chosen on SynthCity-bench val) against FCN, per set."""
     return ('SANet with its default readings (chosen on SynthCity-bench val) against FCN, on the '
-            'seeds both have:\n\n' + '\n'.join(lines) + '\n')
+            'seeds both have:\n\n' + '\n'.join(_versus(records, 'sanet', 'fcn')) + '\n')
+
+
+BASELINES = ('fcn', 'pspnet')  # mmseg's own heads on the same body, data and schedule
+
+
+def model_results(records, key):
+    """One head against the baselines (configs/<head>/README.md): both sets' val and test mIoU,
+    the benchmark's thin- and context-class means, then the seed-by-seed comparisons."""
+    sets = {s: select(records, s) for s in SETS}
+    lines = ['| model | quickstart val mIoU | quickstart test mIoU | benchmark val mIoU | '
+             'benchmark test mIoU | benchmark thin classes, val / test | '
+             'benchmark context classes, val / test | seeds |', '| --- ' * 8 + '|']
+    for k in (key,) + BASELINES:
+        q, b = sets['quickstart'][k], sets['benchmark'][k]
+        group = lambda cls: (f"{_cell([group_mean(r['iou'], cls) for r in b])} / "  # noqa: E731
+                             f"{_cell([group_mean(r['test']['iou'], cls) for r in b])}"
+                             if b else '-')
+        lines.append(
+            f"| {dict(MODELS)[k]} | {_cell([r['miou'] for r in q])} "
+            f"| {_cell([r['test']['miou'] for r in q])} | {_cell([r['miou'] for r in b])} "
+            f"| {_cell([r['test']['miou'] for r in b])} | {group(THIN)} | {group(CONTEXT)} "
+            f"| {_seeds(q)} / {_seeds(b)} |")
+    name = dict(MODELS)[key]
+    text = '\n'.join(lines) + (
+        f'\n\nSynthCity mIoU from the run records, mean ± std over seeds (seeds: quickstart / '
+        f'benchmark): {name} against mmseg\'s FCN and PSPNet heads on the same r18tiny-d8 body, '
+        'data and schedule. Val is where choices were made, test is held out; thin classes: '
+        + ', '.join(THIN) + '; context classes: ' + ', '.join(CONTEXT) + '.\n')
+    for base in BASELINES:
+        text += (f'\n{name} against {dict(MODELS)[base]}, on the seeds both have:\n\n'
+                 + '\n'.join(_versus(records, key, base)) + '\n')
+    return text + ('\nPer class, curves and provenance: [docs/learning_check.md]'
+                   '(../../docs/learning_check.md#results-from-the-run-records).\n')
 
 
 def figure(records, set_name):
@@ -286,6 +328,9 @@ def figure(records, set_name):
 def blocks(records):
     """{block name: its generated text}."""
     out = {'summary': table_summary(records), 'sanet-vs-fcn': comparison(records)}
+    for key, _ in MODELS:
+        if key not in BASELINES:
+            out[f'model-{key}'] = model_results(records, key)
     for s in SETS:
         out[s] = table_set(records, s)
         out[f'{s}-classes'] = table_classes(records, s)
