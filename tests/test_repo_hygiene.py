@@ -51,3 +51,36 @@ def test_the_op_package_imports_nothing_outside_itself():
                     found += [f'{osp.relpath(osp.join(root, name), REPO)}: {m.group(0).strip()}'
                               for m in outside.finditer(f.read())]
     assert not found, f'imports from outside the op package: {found}'
+
+
+def _anchors(text):
+    """The heading anchors GitHub gives a Markdown file: lower case, punctuation but ``-``/``_``
+    dropped, spaces to ``-``, a repeated heading suffixed ``-1``, ``-2``... (code blocks
+    skipped)."""
+    seen, out = {}, set()
+    for title in re.findall(r'^#{1,6} +(.+?) *$', re.sub(r'```.*?```', '', text, flags=re.S), re.M):
+        slug = re.sub(r'[^\w\- ]', '', title.lower()).replace(' ', '-')
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f'{slug}-{n}')
+    return out
+
+
+def test_markdown_links_resolve():
+    """Every relative link of the Markdown files reaches a file, and its #anchor a heading there
+    (the benchmark's "What it shows" moved to docs/results_history.md and three head READMEs kept
+    pointing at configs/benchmark/README.md, 2026-12-08)."""
+    docs = {p: open(p, encoding='utf-8').read() for p in _tracked_files() if p.endswith('.md')}
+    bad = []
+    for path, text in docs.items():
+        for link in re.findall(r'\]\(([^)\s]+)\)', re.sub(r'```.*?```', '', text, flags=re.S)):
+            if re.match(r'[a-z]+:', link):  # http(s):, mailto:
+                continue
+            target, _, anchor = link.partition('#')
+            target = osp.normpath(osp.join(osp.dirname(path), target)) if target else path
+            if not osp.exists(target):
+                bad.append(f'{osp.relpath(path, REPO)}: {link} (no such file)')
+            elif anchor and target.endswith('.md') and anchor not in _anchors(
+                    docs.get(target) or open(target, encoding='utf-8').read()):
+                bad.append(f'{osp.relpath(path, REPO)}: {link} (no such heading)')
+    assert not bad, 'broken links: ' + '; '.join(bad)
