@@ -302,6 +302,26 @@ def test_sanet_against_fcn_is_said_plainly(rt):
     assert 'higher on some seeds, lower on others (-1.0, +1.0)' in mixed
 
 
+@pytest.mark.parametrize('diffs, verdict, shown', [
+    ([0.5, 1.0], 'higher on every seed', '+0.5, +1.0'),
+    ([-0.5, -1.0], 'lower on every seed', '-0.5, -1.0'),
+    ([0.5, -1.0], 'higher on some seeds, lower on others', '+0.5, -1.0'),
+    ([0.0, 0.0], 'level on every seed', '0.0, 0.0'),
+    ([0.5, 0.0, -1.0], 'higher on 1, lower on 1, level on 1 of 3 seeds', '+0.5, 0.0, -1.0'),
+    ([0.5, 0.0], 'higher on 1, lower on 0, level on 1 of 2 seeds', '+0.5, 0.0'),
+    ([-0.04, -0.03], 'lower on every seed', '0.0, 0.0'),  # lower, if by less than 0.05
+])
+def test_a_tie_is_not_called_a_split_and_no_difference_reads_minus_zero(rt, diffs, verdict,
+                                                                         shown):
+    fcn = [_record('fcn' + QUICK, s, 30.0, 30.0) for s in range(len(diffs))]
+    sanet = [_record('sanet' + QUICK, s, 30.0 + d, 30.0 + d) for s, d in enumerate(diffs)]
+    text = rt.comparison(fcn + sanet)
+    mean = sum(diffs) / len(diffs)
+    m = '0.0' if abs(mean) < 0.05 else f'{mean:+.1f}'
+    assert f'{m} points on average, {verdict} ({shown})' in text
+    assert '-0.0' not in text and '+0.0' not in text
+
+
 def test_each_head_against_both_baselines(rt):
     """configs/HEAD/README.md's block: the head, FCN and PSPNet on both sets, then the head against
     each baseline seed by seed; a group mean is over the classes of that group only."""
@@ -316,7 +336,7 @@ def test_each_head_against_both_baselines(rt):
             '| 0, 1 / 0 |\n| FCN | 30.5 ± 0.7 | 29.0 ± 1.4 | - | - | - | - | 0, 1 / - |\n'
             '| PSPNet | 29.0 | 31.0 | - | - | - | - | 1 / - |') in text
     assert ("SSANet against FCN, on the seeds both have:\n\n- quickstart (2 seeds: 0, 1): on "
-            "**test** SSANet scores 29.0 ± 0.0 against FCN's 29.0 ± 1.4, +0.0 points on average, "
+            "**test** SSANet scores 29.0 ± 0.0 against FCN's 29.0 ± 1.4, 0.0 points on average, "
             "higher on some seeds, lower on others (+1.0, -1.0)") in text
     assert ("- quickstart (1 seed: 1): on **test** SSANet scores 29.0 against PSPNet's 31.0, "
             "-2.0 points; on **val** SSANet scores 32.0 against PSPNet's 29.0, +3.0 "

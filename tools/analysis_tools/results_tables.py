@@ -202,6 +202,25 @@ def table_summary(records):
         '[docs/learning_check.md](docs/learning_check.md#results-from-the-run-records).\n')
 
 
+def _points(d):
+    """A difference in mIoU points, signed, one decimal; one that rounds to zero is ``0.0``
+    (``-0.0`` would read as a loss)."""
+    text = f'{d:+.1f}'
+    return '0.0' if text in ('+0.0', '-0.0') else text
+
+
+def _verdict(diffs):
+    """How a model fares against a baseline over paired seeds, said whichever way it falls."""
+    higher, lower = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    level = len(diffs) - higher - lower
+    if not level:
+        return ('higher on every seed' if not lower else 'lower on every seed' if not higher
+                else 'higher on some seeds, lower on others')
+    if level == len(diffs):
+        return 'level on every seed'
+    return f'higher on {higher}, lower on {lower}, level on {level} of {len(diffs)} seeds'
+
+
 def _versus(records, key, base):
     """One line per set: model ``key`` against ``base`` on the seeds both have, val and test,
     seed by seed, said plainly whichever way it falls."""
@@ -222,18 +241,12 @@ def _versus(records, key, base):
             if len(seeds) == 1:  # one pair: a difference, no verdict over seeds yet
                 parts.append(f"on **{split}** {name} scores {_cell([get(model[seeds[0]])])} "
                              f"against {base_name}'s {_cell([get(other[seeds[0]])])}, "
-                             f"{m:+.1f} points")
+                             f"{_points(m)} points")
                 continue
-            if all(d > 0 for d in diffs):
-                verdict = 'higher on every seed'
-            elif all(d < 0 for d in diffs):
-                verdict = 'lower on every seed'
-            else:
-                verdict = 'higher on some seeds, lower on others'
             parts.append(
                 f"on **{split}** {name} scores {_cell([get(model[s]) for s in seeds])} against "
-                f"{base_name}'s {_cell([get(other[s]) for s in seeds])}, {m:+.1f} points on "
-                f"average, {verdict} ({', '.join(f'{d:+.1f}' for d in diffs)})")
+                f"{base_name}'s {_cell([get(other[s]) for s in seeds])}, {_points(m)} points on "
+                f"average, {_verdict(diffs)} ({', '.join(map(_points, diffs))})")
         n = len(seeds)
         lines.append(f"- {set_name} ({n} seed{'s' if n != 1 else ''}: "
                      f"{', '.join(map(str, seeds))}): " + '; '.join(parts) + '.')
